@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The one command that runs every test: setup, formatting, lints, the whole
+# suite. CI (.ci/run) calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
