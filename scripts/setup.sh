@@ -14,6 +14,7 @@ packages=(
   python3-etcd
   golang-go
   golang-github-coreos-go-systemd-dev
+  gdisk
 )
 
 missing=()

@@ -1,3 +1,6 @@
 //! Flag parsing, wiring and output formatting for Keelson's binaries. Logic
 //! that another program could want lives in the library crates.
+
+pub mod kv_daemon;
+pub mod kvctl;
 pub mod unit;

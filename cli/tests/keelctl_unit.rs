@@ -19,12 +19,30 @@ fn keelctl(args: &[&str]) -> (i32, String, String) {
 fn hash_agrees_with_fleet_on_the_books_units() {
     // Expected values: fleet v1.0.0's hashes (reference unitfile.md §11.4).
     let expected = [
-        ("helloglobal.service", "6c90609ec33214658d4610804e304059b57fc9ca"),
-        ("nginxweb.service", "504169d340dcc26f11c38d1fb15ca0fa3a3cef01"),
-        ("docker-tcp.socket", "a32e52b2c897f5d82ef235a5a7228f090ced4684"),
-        ("apachet@.service", "fabe5867b24a5c97cd3ecc7755e6119a51eabf11"),
-        ("apachet-discovery@.service", "ef37d7ab7593b282cd4da5508a677b19e69afa8d"),
-        ("var-lib-docker.mount", "60b2d6ff8412f8771f29e07f5e08bfeda468f377"),
+        (
+            "helloglobal.service",
+            "6c90609ec33214658d4610804e304059b57fc9ca",
+        ),
+        (
+            "nginxweb.service",
+            "504169d340dcc26f11c38d1fb15ca0fa3a3cef01",
+        ),
+        (
+            "docker-tcp.socket",
+            "a32e52b2c897f5d82ef235a5a7228f090ced4684",
+        ),
+        (
+            "apachet@.service",
+            "fabe5867b24a5c97cd3ecc7755e6119a51eabf11",
+        ),
+        (
+            "apachet-discovery@.service",
+            "ef37d7ab7593b282cd4da5508a677b19e69afa8d",
+        ),
+        (
+            "var-lib-docker.mount",
+            "60b2d6ff8412f8771f29e07f5e08bfeda468f377",
+        ),
     ];
     let files: Vec<String> = expected
         .iter()
@@ -40,7 +58,12 @@ fn hash_agrees_with_fleet_on_the_books_units() {
         .collect();
     assert_eq!(stdout, want);
 
-    let (code, stdout, _) = keelctl(&["unit", "hash", "--short", "examples/units/helloglobal.service"]);
+    let (code, stdout, _) = keelctl(&[
+        "unit",
+        "hash",
+        "--short",
+        "examples/units/helloglobal.service",
+    ]);
     assert_eq!(code, 0);
     assert_eq!(stdout, "6c90609  examples/units/helloglobal.service\n");
 }
@@ -50,7 +73,12 @@ fn every_example_unit_verifies() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/units");
     let mut files: Vec<String> = std::fs::read_dir(dir)
         .expect("examples/units")
-        .map(|e| format!("examples/units/{}", e.expect("entry").file_name().to_string_lossy()))
+        .map(|e| {
+            format!(
+                "examples/units/{}",
+                e.expect("entry").file_name().to_string_lossy()
+            )
+        })
         .collect();
     files.sort();
     assert!(files.len() >= 20);
@@ -90,12 +118,20 @@ fn verify_points_at_each_error_and_fails() {
     assert_eq!(code, 1);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
-    assert!(lines[0].starts_with(&format!("{bad_s}:5:1: ExecStart=:")), "{stdout}");
     assert!(
-        lines[1].starts_with(&format!("{bad_s}:9:3: unrecognized requirement in [X-Fleet] section: \"Conflict\"")),
+        lines[0].starts_with(&format!("{bad_s}:5:1: ExecStart=:")),
         "{stdout}"
     );
-    assert!(lines[2].starts_with(&format!("{broken_s}:3:1: ")), "{stdout}");
+    assert!(
+        lines[1].starts_with(&format!(
+            "{bad_s}:9:3: unrecognized requirement in [X-Fleet] section: \"Conflict\""
+        )),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("{broken_s}:3:1: ")),
+        "{stdout}"
+    );
 
     let (code, _, stderr) = keelctl(&["unit", "hash", &broken_s]);
     assert_eq!(code, 1);

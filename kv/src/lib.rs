@@ -4,6 +4,7 @@
 //! `openraft` over a durable write-ahead log (`wal`), and served over HTTP.
 
 pub mod client;
+pub mod embedded;
 pub mod raft;
 pub mod server;
 pub mod storage;

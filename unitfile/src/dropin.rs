@@ -99,7 +99,9 @@ fn merge_sorted<'a>(
         let drop_in = Unit::parse(text, unit.mode(), Some(&name))?;
         let file = merged.files.len();
         merged.files.push(name);
-        merged.origins.extend(drop_in.options().iter().map(|_| file));
+        merged
+            .origins
+            .extend(drop_in.options().iter().map(|_| file));
         merged.options.extend_from_slice(drop_in.options());
     }
     Ok(merged)
@@ -348,7 +350,10 @@ mod tests {
             names("foo@bar.service", DropInLayout::Classic),
             ["foo@bar.service", "foo@.service"]
         );
-        assert_eq!(names("foo-bar.service", DropInLayout::Classic), ["foo-bar.service"]);
+        assert_eq!(
+            names("foo-bar.service", DropInLayout::Classic),
+            ["foo-bar.service"]
+        );
     }
 
     #[test]

@@ -96,7 +96,9 @@ pub enum ParseErrorKind {
     },
 
     /// Fleet mode: a `[` with no `]` anywhere after it.
-    #[error("unterminated section header: expected `]` to close the section name, found end of file")]
+    #[error(
+        "unterminated section header: expected `]` to close the section name, found end of file"
+    )]
     UnterminatedSection,
 
     /// Fleet mode: text after the `]` of a section header on the same line.

@@ -343,9 +343,7 @@ pub enum FleetError {
         column: usize,
     },
     /// Two options fleet refuses to combine.
-    #[error(
-        "{first} cannot be used with {second}; remove one of them"
-    )]
+    #[error("{first} cannot be used with {second}; remove one of them")]
     Incompatible {
         /// The option that excludes the other (canonical spelling).
         first: FleetKey,

@@ -56,15 +56,20 @@ pub mod name;
 pub mod specifier;
 pub mod verify;
 
-pub use dropin::{
-    find_drop_ins, load_unit, merge_drop_ins, DropInFile, DropInLayout, MergedUnit,
-};
+pub use dropin::{find_drop_ins, load_unit, merge_drop_ins, DropInFile, DropInLayout, MergedUnit};
 pub use error::{
     LoadError, ParseError, ParseErrorKind, Warning, WarningKind, FLEET_LINE_MAX, SYSTEMD_LINE_MAX,
 };
 pub use fleet::XFleet;
 pub use name::{UnitName, UnitType};
 pub use option::UnitOption;
-pub use serialize::{hash_options, normalize, InvalidUnitHash, UnitHash};
+pub use serialize::{
+    fleet_hash, fleet_normalize, hash_options, normalize, InvalidUnitHash, UnitHash,
+};
 pub use specifier::SpecifierContext;
 pub use unit::{effective_options, LineKind, Mode, SourceLine, Unit, UnknownMode};
+
+/// The README's example is compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

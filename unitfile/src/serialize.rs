@@ -13,7 +13,26 @@ use std::str::FromStr;
 
 use sha1::{Digest, Sha1};
 
+use crate::error::ParseError;
+use crate::parse;
 use crate::UnitOption;
+
+/// fleet's hash of a unit file, straight from its bytes: the same result as
+/// `Unit::parse(input, Mode::Fleet, None)?.hash()`, without keeping the unit
+/// (the fast path for registries and `keelctl unit hash`).
+pub fn fleet_hash(input: impl AsRef<[u8]>) -> Result<UnitHash, ParseError> {
+    let text = parse::check_utf8(input.as_ref())?;
+    let (_, options) = parse::gosystemd::lex(text)?;
+    Ok(hash_fields(&options))
+}
+
+/// The normalised (go-systemd `unit.Serialize`) form of a unit file, straight
+/// from its bytes; see [`fleet_hash`].
+pub fn fleet_normalize(input: impl AsRef<[u8]>) -> Result<String, ParseError> {
+    let text = parse::check_utf8(input.as_ref())?;
+    let (_, options) = parse::gosystemd::lex(text)?;
+    Ok(normalize_fields(&options))
+}
 
 /// Something the normalised form can be written to.
 trait Sink {
@@ -26,12 +45,37 @@ impl Sink for String {
     }
 }
 
+/// What the writer needs of an option; implemented by [`UnitOption`] and by
+/// the fleet lexer's borrowed options.
+pub(crate) trait OptionFields {
+    fn section(&self) -> &str;
+    fn name(&self) -> &str;
+    /// The value as up to two pieces to write one after the other.
+    fn value_parts(&self) -> (&str, &str);
+}
+
+impl OptionFields for UnitOption {
+    fn section(&self) -> &str {
+        &self.section
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn value_parts(&self) -> (&str, &str) {
+        (&self.value, "")
+    }
+}
+
 /// The normalised form of `options`, exactly as go-systemd's
 /// `unit.Serialize` writes it. An empty list gives an empty string.
 pub fn normalize(options: &[UnitOption]) -> String {
+    normalize_fields(options)
+}
+
+pub(crate) fn normalize_fields<T: OptionFields>(options: &[T]) -> String {
     let size: usize = options
         .iter()
-        .map(|o| o.name.len() + o.value.len() + o.section.len() + 5)
+        .map(|o| o.name().len() + o.value_parts().0.len() + o.section().len() + 6)
         .sum();
     let mut out = String::with_capacity(size);
     write(options, &mut out);
@@ -40,34 +84,40 @@ pub fn normalize(options: &[UnitOption]) -> String {
 
 /// fleet's hash of `options`: SHA-1 of [`normalize`]`(options)`.
 pub fn hash_options(options: &[UnitOption]) -> UnitHash {
+    hash_fields(options)
+}
+
+pub(crate) fn hash_fields<T: OptionFields>(options: &[T]) -> UnitHash {
     // One contiguous buffer hashes faster than dozens of small updates.
-    UnitHash(Sha1::digest(normalize(options).as_bytes()).into())
+    UnitHash(Sha1::digest(normalize_fields(options).as_bytes()).into())
 }
 
 /// Section names in order of first appearance.
-pub(crate) fn section_order(options: &[UnitOption]) -> Vec<&str> {
+pub(crate) fn section_order<T: OptionFields>(options: &[T]) -> Vec<&str> {
     let mut order: Vec<&str> = Vec::new();
     if options.len() <= 64 {
         for o in options {
-            if !order.contains(&o.section.as_str()) {
-                order.push(&o.section);
+            if !order.contains(&o.section()) {
+                order.push(o.section());
             }
         }
     } else {
         let mut seen = std::collections::HashSet::new();
         for o in options {
-            if seen.insert(o.section.as_str()) {
-                order.push(&o.section);
+            if seen.insert(o.section()) {
+                order.push(o.section());
             }
         }
     }
     order
 }
 
-fn write_option(o: &UnitOption, sink: &mut impl Sink) {
-    sink.put(&o.name);
+fn write_option<T: OptionFields>(o: &T, sink: &mut impl Sink) {
+    let (value, tail) = o.value_parts();
+    sink.put(o.name());
     sink.put("=");
-    sink.put(&o.value);
+    sink.put(value);
+    sink.put(tail);
     sink.put("\n");
 }
 
@@ -77,28 +127,24 @@ fn write_header(section: &str, first: bool, sink: &mut impl Sink) {
     sink.put("]\n");
 }
 
-fn write(options: &[UnitOption], sink: &mut impl Sink) {
+fn write<T: OptionFields>(options: &[T], sink: &mut impl Sink) {
     // Common case: every section is one contiguous block, so file order is
     // already the output order.
     let mut contiguous = true;
     let mut blocks: Vec<&str> = Vec::new();
     for (i, o) in options.iter().enumerate() {
-        if i == 0 || options[i - 1].section != o.section {
-            if blocks.len() < 64 && blocks.contains(&o.section.as_str()) {
+        if i == 0 || options[i - 1].section() != o.section() {
+            if blocks.len() >= 64 || blocks.contains(&o.section()) {
                 contiguous = false;
                 break;
             }
-            if blocks.len() >= 64 {
-                contiguous = false;
-                break;
-            }
-            blocks.push(&o.section);
+            blocks.push(o.section());
         }
     }
     if contiguous {
         for (i, o) in options.iter().enumerate() {
-            if i == 0 || options[i - 1].section != o.section {
-                write_header(&o.section, i == 0, sink);
+            if i == 0 || options[i - 1].section() != o.section() {
+                write_header(o.section(), i == 0, sink);
             }
             write_option(o, sink);
         }
@@ -106,18 +152,18 @@ fn write(options: &[UnitOption], sink: &mut impl Sink) {
     }
     // General case: group by section, keeping first-appearance order.
     let order = section_order(options);
-    let mut groups: Vec<Vec<&UnitOption>> = vec![Vec::new(); order.len()];
+    let mut groups: Vec<Vec<&T>> = (0..order.len()).map(|_| Vec::new()).collect();
     let index: std::collections::HashMap<&str, usize> =
         order.iter().enumerate().map(|(i, s)| (*s, i)).collect();
     for o in options {
-        if let Some(&i) = index.get(o.section.as_str()) {
+        if let Some(&i) = index.get(o.section()) {
             groups[i].push(o);
         }
     }
     for (i, (section, group)) in order.iter().zip(&groups).enumerate() {
         write_header(section, i == 0, sink);
         for o in group {
-            write_option(o, sink);
+            write_option(*o, sink);
         }
     }
 }

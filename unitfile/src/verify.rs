@@ -99,20 +99,28 @@ pub fn verify(file: &str, contents: &[u8]) -> Vec<Diagnostic> {
     let unit = match Unit::parse(contents, Mode::Fleet, Some(file)) {
         Ok(u) => u,
         Err(e) => {
-            out.push(diag(e.line(), e.column(), Severity::Error, e.kind().to_string()));
+            out.push(diag(
+                e.line(),
+                e.column(),
+                Severity::Error,
+                e.kind().to_string(),
+            ));
             return out;
         }
     };
     if let Ok(systemd) = Unit::parse(contents, Mode::Systemd, Some(file)) {
         for w in systemd.warnings() {
-            out.push(diag(w.line, w.column, Severity::Warning, w.kind.to_string()));
+            out.push(diag(
+                w.line,
+                w.column,
+                Severity::Warning,
+                w.kind.to_string(),
+            ));
         }
     }
 
     let x_fleet = match &unit_name {
-        Some(n) if !matches!(name, NameSource::DropInOf(_)) => {
-            XFleet::for_unit(unit.options(), n)
-        }
+        Some(n) if !matches!(name, NameSource::DropInOf(_)) => XFleet::for_unit(unit.options(), n),
         _ => XFleet::from_options(unit.options()),
     };
     if let Err(v) = x_fleet {

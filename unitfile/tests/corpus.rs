@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use keelson_unitfile::{LineKind, Mode, Unit, UnitHash};
+use keelson_unitfile::{fleet_hash, fleet_normalize, LineKind, Mode, Unit, UnitHash};
 
 struct Entry {
     file: String,
@@ -48,13 +48,24 @@ fn table_covers_c01_to_c42() {
 fn fleet_mode_hashes_match_fleet() {
     for e in table() {
         let bytes = read(&e.file);
-        let unit = Unit::parse(&bytes, Mode::Fleet, Some(&e.file)).unwrap_or_else(|err| panic!("{err}"));
+        let unit =
+            Unit::parse(&bytes, Mode::Fleet, Some(&e.file)).unwrap_or_else(|err| panic!("{err}"));
         assert_eq!(unit.options().len(), e.options, "{}: option count", e.file);
         let hash = unit.hash();
         assert_eq!(hash.to_string(), e.hash, "{}: hash", e.file);
+        assert_eq!(fleet_hash(&bytes), Ok(hash), "{}: fast path", e.file);
+        assert_eq!(
+            fleet_normalize(&bytes).as_deref(),
+            Ok(unit.normalized().as_str())
+        );
         assert_eq!(hash.short(), e.hash[..7], "{}: short hash", e.file);
         assert_eq!(e.hash.parse::<UnitHash>().ok(), Some(hash));
-        assert_eq!(unit.to_lossless().as_bytes(), &bytes[..], "{}: lossless", e.file);
+        assert_eq!(
+            unit.to_lossless().as_bytes(),
+            &bytes[..],
+            "{}: lossless",
+            e.file
+        );
         // The normalised form is a fixed point and keeps the options.
         let normalized = unit.normalized();
         let again = Unit::parse(&normalized, Mode::Fleet, None).expect("normalised form parses");
@@ -77,10 +88,21 @@ fn fleet_mode_hashes_match_fleet() {
 fn systemd_mode_parses_every_corpus_file() {
     for e in table() {
         let bytes = read(&e.file);
-        let unit = Unit::parse(&bytes, Mode::Systemd, Some(&e.file)).unwrap_or_else(|err| panic!("{err}"));
-        assert!(unit.warnings().is_empty(), "{}: {:?}", e.file, unit.warnings());
+        let unit =
+            Unit::parse(&bytes, Mode::Systemd, Some(&e.file)).unwrap_or_else(|err| panic!("{err}"));
+        assert!(
+            unit.warnings().is_empty(),
+            "{}: {:?}",
+            e.file,
+            unit.warnings()
+        );
         assert_eq!(unit.options().len(), e.options, "{}: option count", e.file);
-        assert_eq!(unit.to_lossless().as_bytes(), &bytes[..], "{}: lossless", e.file);
+        assert_eq!(
+            unit.to_lossless().as_bytes(),
+            &bytes[..],
+            "{}: lossless",
+            e.file
+        );
         let normalized = unit.normalized();
         let again = Unit::parse(&normalized, Mode::Systemd, None).expect("normalised form parses");
         assert_eq!(again.normalized(), normalized, "{}: idempotent", e.file);
@@ -95,7 +117,10 @@ fn helloglobal_worked_example() {
     let bytes: Vec<u8> = unit.hash().as_bytes().to_vec();
     assert_eq!(
         bytes,
-        [108, 144, 96, 158, 195, 50, 20, 101, 141, 70, 16, 128, 78, 48, 64, 89, 181, 127, 201, 202]
+        [
+            108, 144, 96, 158, 195, 50, 20, 101, 141, 70, 16, 128, 78, 48, 64, 89, 181, 127, 201,
+            202
+        ]
     );
 }
 
@@ -119,9 +144,21 @@ fn continuation_units_differ_between_modes() {
     assert!(exec.ends_with("sleep 20;    done'"));
 
     let kinds: Vec<LineKind> = systemd.lines().map(|l| l.kind).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == LineKind::Continuation).count(), 9);
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == LineKind::Continuation)
+            .count(),
+        9
+    );
     let kinds: Vec<LineKind> = fleet.lines().map(|l| l.kind).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == LineKind::Continuation).count(), 9);
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == LineKind::Continuation)
+            .count(),
+        9
+    );
     assert_eq!(kinds.iter().filter(|k| **k == LineKind::Comment).count(), 7);
 }
 

@@ -6,24 +6,41 @@ const MODES: [Mode; 2] = [Mode::Fleet, Mode::Systemd];
 
 #[test]
 fn unterminated_section() {
-    let e = Unit::parse("# head\n\n  [Unit\nDescription=x\n", Mode::Fleet, Some("u.service")).unwrap_err();
+    let e = Unit::parse(
+        "# head\n\n  [Unit\nDescription=x\n",
+        Mode::Fleet,
+        Some("u.service"),
+    )
+    .unwrap_err();
     assert_eq!(e.kind(), &ParseErrorKind::UnterminatedSection);
     assert_eq!((e.line(), e.column()), (3, 3));
     assert_eq!(
         e.to_string(),
         "u.service:3:3: unterminated section header: expected `]` to close the section name, found end of file"
     );
-    assert_eq!(e.kind().go_systemd_message().as_deref(), Some("unable to find end of section"));
+    assert_eq!(
+        e.kind().go_systemd_message().as_deref(),
+        Some("unable to find end of section")
+    );
 
     let e = Unit::parse("# head\n\n  [Unit\nDescription=x\n", Mode::Systemd, None).unwrap_err();
-    assert!(matches!(e.kind(), ParseErrorKind::InvalidSectionHeader { header } if header == "[Unit"));
+    assert!(
+        matches!(e.kind(), ParseErrorKind::InvalidSectionHeader { header } if header == "[Unit")
+    );
     assert_eq!((e.line(), e.column()), (3, 3));
-    assert!(e.to_string().starts_with("3:3: invalid section header \"[Unit\""));
+    assert!(e
+        .to_string()
+        .starts_with("3:3: invalid section header \"[Unit\""));
 }
 
 #[test]
 fn missing_equals() {
-    let e = Unit::parse("[Service]\nExecStart=/bin/true\n  Restart always\n", Mode::Fleet, Some("x")).unwrap_err();
+    let e = Unit::parse(
+        "[Service]\nExecStart=/bin/true\n  Restart always\n",
+        Mode::Fleet,
+        Some("x"),
+    )
+    .unwrap_err();
     assert!(matches!(e.kind(), ParseErrorKind::MissingEquals { name } if name == "Restart always"));
     assert_eq!((e.line(), e.column()), (3, 3));
     // At end of file, go-systemd says just "EOF".
@@ -33,7 +50,10 @@ fn missing_equals() {
     // systemd mode warns and goes on.
     let u = Unit::parse("[Service]\nRestart\n=x\nType=simple\n", Mode::Systemd, None).unwrap();
     let kinds: Vec<_> = u.warnings().iter().map(|w| w.kind.clone()).collect();
-    assert_eq!(kinds, [WarningKind::MissingEquals, WarningKind::MissingKeyName]);
+    assert_eq!(
+        kinds,
+        [WarningKind::MissingEquals, WarningKind::MissingKeyName]
+    );
     assert_eq!(u.value("Service", "Type"), Some("simple"));
 }
 
@@ -45,7 +65,10 @@ fn option_outside_section() {
     let s = Unit::parse("Description=x\n[Unit]\nAfter=a\n", Mode::Systemd, None).unwrap();
     assert_eq!(s.options().len(), 1);
     assert_eq!(s.warnings()[0].kind, WarningKind::AssignmentOutsideSection);
-    assert_eq!(s.warnings()[0].to_string(), "1:1: Assignment outside of section. Ignoring.");
+    assert_eq!(
+        s.warnings()[0].to_string(),
+        "1:1: Assignment outside of section. Ignoring."
+    );
     // go-systemd opens a section at a `[` even mid-line before the first one.
     let f = Unit::parse("garbage [Unit]\nAfter=a\n", Mode::Fleet, None).unwrap();
     assert_eq!(f.options()[0].section, "Unit");
@@ -54,7 +77,12 @@ fn option_outside_section() {
 #[test]
 fn invalid_utf8() {
     for mode in MODES {
-        let e = Unit::parse(b"[Unit]\nDescription=caf\xe9\n".as_slice(), mode, Some("bad.service")).unwrap_err();
+        let e = Unit::parse(
+            b"[Unit]\nDescription=caf\xe9\n".as_slice(),
+            mode,
+            Some("bad.service"),
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), &ParseErrorKind::InvalidUtf8 { byte: 0xe9 });
         assert_eq!((e.line(), e.column()), (2, 16));
         assert_eq!(
@@ -69,7 +97,12 @@ fn invalid_utf8() {
 fn huge_lines() {
     // 1 MiB is fine in systemd mode, one byte more is not.
     let ok = format!("[S]\nK={}\n", "v".repeat(SYSTEMD_LINE_MAX - 2));
-    assert_eq!(Unit::parse(&ok, Mode::Systemd, None).unwrap().options()[0].value.len(), SYSTEMD_LINE_MAX - 2);
+    assert_eq!(
+        Unit::parse(&ok, Mode::Systemd, None).unwrap().options()[0]
+            .value
+            .len(),
+        SYSTEMD_LINE_MAX - 2
+    );
     let long = format!("[S]\nK={}\n", "v".repeat(SYSTEMD_LINE_MAX - 1));
     let e = Unit::parse(&long, Mode::Systemd, None).unwrap_err();
     assert!(matches!(e.kind(), ParseErrorKind::LineTooLong { .. }));
@@ -82,9 +115,17 @@ fn huge_lines() {
     assert_eq!((e.line(), e.column()), (2, 1));
     // fleet mode: 2048 bytes or more, even in a comment.
     let e = Unit::parse(format!("[S]\n#{}\n", "c".repeat(3000)), Mode::Fleet, None).unwrap_err();
-    assert!(matches!(e.kind(), ParseErrorKind::FleetLineTooLong { length: 3001 }));
+    assert!(matches!(
+        e.kind(),
+        ParseErrorKind::FleetLineTooLong { length: 3001 }
+    ));
     // A syntax error before the long line is reported first.
-    let e = Unit::parse(format!("[S]\nNoEquals\nK={}\n", "v".repeat(3000)), Mode::Fleet, None).unwrap_err();
+    let e = Unit::parse(
+        format!("[S]\nNoEquals\nK={}\n", "v".repeat(3000)),
+        Mode::Fleet,
+        None,
+    )
+    .unwrap_err();
     assert!(matches!(e.kind(), ParseErrorKind::MissingEquals { .. }));
 }
 
@@ -92,7 +133,10 @@ fn huge_lines() {
 fn bad_section_names_in_systemd_mode() {
     for bad in ["[A\"B]", "[A\\B]", "[A\x01B]"] {
         let e = Unit::parse(format!("{bad}\nK=v\n"), Mode::Systemd, None).unwrap_err();
-        assert!(matches!(e.kind(), ParseErrorKind::BadSectionName { .. }), "{bad}");
+        assert!(
+            matches!(e.kind(), ParseErrorKind::BadSectionName { .. }),
+            "{bad}"
+        );
     }
     assert!(Unit::parse("[\n", Mode::Systemd, None).is_err());
 }

@@ -8,7 +8,7 @@
 //! is read back. That is fleet's behaviour too; the fixed-point properties
 //! exclude such values with `prop_assume!`.
 
-use keelson_unitfile::{LineKind, Mode, Unit, UnitOption};
+use keelson_unitfile::{fleet_hash, fleet_normalize, LineKind, Mode, Unit, UnitOption};
 use proptest::prelude::*;
 use sha1::Digest;
 
@@ -73,7 +73,11 @@ proptest! {
     #[test]
     fn lossless_round_trip(text in noise()) {
         for mode in MODES {
-            if let Ok(unit) = Unit::parse(&text, mode, None) {
+            let parsed = Unit::parse(&text, mode, None);
+            if mode == Mode::Fleet {
+                prop_assert_eq!(parsed.is_ok(), fleet_hash(&text).is_ok());
+            }
+            if let Ok(unit) = parsed {
                 prop_assert_eq!(unit.to_lossless(), text.clone());
                 let rebuilt: String = unit.lines().map(|l| format!("{}{}", l.text, l.terminator)).collect();
                 prop_assert_eq!(rebuilt, text.clone());
@@ -81,6 +85,10 @@ proptest! {
                 sha.update(unit.normalized().as_bytes());
                 let want: [u8; 20] = sha.finalize().into();
                 prop_assert_eq!(*unit.hash().as_bytes(), want);
+                if mode == Mode::Fleet {
+                    prop_assert_eq!(fleet_hash(&text), Ok(unit.hash()));
+                    prop_assert_eq!(fleet_normalize(&text), Ok(unit.normalized()));
+                }
             }
         }
     }

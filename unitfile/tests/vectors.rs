@@ -28,7 +28,9 @@ const V1: &str = "[Section B]\nKeyTwo=value 2 \\\n       value 2 continued\n\n[S
 #[test]
 fn v01_worked_example() {
     let e = err(V1, Mode::Fleet);
-    assert!(matches!(e.kind(), ParseErrorKind::MissingEquals { name } if name == "value 3 continued"));
+    assert!(
+        matches!(e.kind(), ParseErrorKind::MissingEquals { name } if name == "value 3 continued")
+    );
     assert_eq!(
         e.kind().go_systemd_message().as_deref(),
         Some("unexpected newline encountered while parsing option name")
@@ -37,8 +39,16 @@ fn v01_worked_example() {
     assert_eq!(
         opts(V1, Mode::Systemd),
         [
-            o("Section B", "KeyTwo", &format!("value 2{}value 2 continued", " ".repeat(9))),
-            o("Section C", "KeyThree", &format!("value 3{}value 3 continued", " ".repeat(8))),
+            o(
+                "Section B",
+                "KeyTwo",
+                &format!("value 2{}value 2 continued", " ".repeat(9))
+            ),
+            o(
+                "Section C",
+                "KeyThree",
+                &format!("value 3{}value 3 continued", " ".repeat(8))
+            ),
         ]
     );
 }
@@ -54,8 +64,14 @@ fn v02_backslash_then_spaces_does_not_continue() {
 #[test]
 fn v03_blank_line_ends_a_continuation() {
     let t = "[S]\nK=foo \\\n\nL=bar\n";
-    assert_eq!(opts(t, Mode::Fleet), [o("S", "K", "foo \\\n"), o("S", "L", "bar")]);
-    assert_eq!(opts(t, Mode::Systemd), [o("S", "K", "foo"), o("S", "L", "bar")]);
+    assert_eq!(
+        opts(t, Mode::Fleet),
+        [o("S", "K", "foo \\\n"), o("S", "L", "bar")]
+    );
+    assert_eq!(
+        opts(t, Mode::Systemd),
+        [o("S", "K", "foo"), o("S", "L", "bar")]
+    );
 }
 
 #[test]
@@ -76,7 +92,10 @@ fn v05_assignment_before_first_section() {
     let unit = Unit::parse(t, Mode::Systemd, None).unwrap();
     assert_eq!(unit.options().len(), 1);
     assert_eq!(unit.warnings().len(), 1);
-    assert_eq!(unit.warnings()[0].kind, WarningKind::AssignmentOutsideSection);
+    assert_eq!(
+        unit.warnings()[0].kind,
+        WarningKind::AssignmentOutsideSection
+    );
     assert_eq!(unit.warnings()[0].line, 1);
 }
 
@@ -89,7 +108,10 @@ fn v06_line_without_equals() {
     let unit = Unit::parse(t, Mode::Systemd, None).unwrap();
     assert_eq!(unit.options().len(), 1);
     assert_eq!(unit.warnings()[0].kind, WarningKind::MissingEquals);
-    assert_eq!(unit.warnings()[0].to_string(), "2:1: Missing '=', ignoring line.");
+    assert_eq!(
+        unit.warnings()[0].to_string(),
+        "2:1: Missing '=', ignoring line."
+    );
 }
 
 #[test]
@@ -105,14 +127,19 @@ fn v07_whitespace_around_key_and_value() {
 #[test]
 fn v08_text_after_section_header() {
     let e = err("[S] trailing\n", Mode::Fleet);
-    assert!(matches!(e.kind(), ParseErrorKind::GarbageAfterSection { garbage } if garbage == "trailing"));
+    assert!(
+        matches!(e.kind(), ParseErrorKind::GarbageAfterSection { garbage } if garbage == "trailing")
+    );
     assert_eq!(
         e.kind().go_systemd_message().as_deref(),
         Some("found garbage after section name : [116 114 97 105 108 105 110 103]")
     );
     assert_eq!((e.line(), e.column()), (1, 5));
     let e = err("[S] trailing\n", Mode::Systemd);
-    assert!(matches!(e.kind(), ParseErrorKind::InvalidSectionHeader { .. }));
+    assert!(matches!(
+        e.kind(),
+        ParseErrorKind::InvalidSectionHeader { .. }
+    ));
 }
 
 #[test]
@@ -130,13 +157,19 @@ fn v09_section_name_across_lines() {
 fn v10_comment_ending_in_backslash() {
     let t = "[Service]\n# comment ending in backslash \\\nExecStart=/bin/true\n";
     assert_eq!(opts(t, Mode::Fleet), []);
-    assert_eq!(opts(t, Mode::Systemd), [o("Service", "ExecStart", "/bin/true")]);
+    assert_eq!(
+        opts(t, Mode::Systemd),
+        [o("Service", "ExecStart", "/bin/true")]
+    );
 }
 
 #[test]
 fn v11_crlf() {
     let t = "[Unit]\r\nDescription=a\r\n\r\n[Service]\r\nExecStart=/bin/true\r\n";
-    let want = [o("Unit", "Description", "a"), o("Service", "ExecStart", "/bin/true")];
+    let want = [
+        o("Unit", "Description", "a"),
+        o("Service", "ExecStart", "/bin/true"),
+    ];
     assert_eq!(opts(t, Mode::Fleet), want);
     assert_eq!(opts(t, Mode::Systemd), want);
     let lf = Unit::parse(t.replace("\r\n", "\n"), Mode::Fleet, None).unwrap();
@@ -148,10 +181,16 @@ fn v12_empty_assignment() {
     let t = "[Service]\nExecStart=\nExecStart=/bin/true\n";
     assert_eq!(
         opts(t, Mode::Fleet),
-        [o("Service", "ExecStart", ""), o("Service", "ExecStart", "/bin/true")]
+        [
+            o("Service", "ExecStart", ""),
+            o("Service", "ExecStart", "/bin/true")
+        ]
     );
     let fleet = Unit::parse(t, Mode::Fleet, None).unwrap();
-    assert_eq!(fleet.normalized(), "[Service]\nExecStart=\nExecStart=/bin/true\n");
+    assert_eq!(
+        fleet.normalized(),
+        "[Service]\nExecStart=\nExecStart=/bin/true\n"
+    );
     let systemd = Unit::parse(t, Mode::Systemd, None).unwrap();
     assert_eq!(systemd.values("Service", "ExecStart"), ["/bin/true"]);
     assert_eq!(systemd.effective_options().len(), 1);
@@ -198,7 +237,10 @@ fn v17_quoted_environment_is_raw() {
     // and `D` is systemd's interpretation of Environment= (exec module).
     let t = "[Service]\nEnvironment=\"A=b c\" D=e\n";
     for mode in [Mode::Fleet, Mode::Systemd] {
-        assert_eq!(opts(t, mode), [o("Service", "Environment", "\"A=b c\" D=e")]);
+        assert_eq!(
+            opts(t, mode),
+            [o("Service", "Environment", "\"A=b c\" D=e")]
+        );
     }
 }
 
@@ -216,8 +258,14 @@ fn v19_line_length() {
     // 2048-byte line (K= + 2046) as the first option: refused in fleet mode.
     let t = format!("[S]\nK={}\n", "x".repeat(2046));
     let e = err(&t, Mode::Fleet);
-    assert!(matches!(e.kind(), ParseErrorKind::FleetLineTooLong { length: 2048 }));
-    assert_eq!(e.kind().go_systemd_message().as_deref(), Some("line too long (max 2048 bytes)"));
+    assert!(matches!(
+        e.kind(),
+        ParseErrorKind::FleetLineTooLong { length: 2048 }
+    ));
+    assert_eq!(
+        e.kind().go_systemd_message().as_deref(),
+        Some("line too long (max 2048 bytes)")
+    );
     assert_eq!((e.line(), e.column()), (2, 1));
     assert_eq!(opts(&t, Mode::Systemd).len(), 1);
     // 2047 bytes: accepted.
@@ -231,7 +279,10 @@ fn v19_line_length() {
     }
     t.push_str(&format!("K={}\n", "z".repeat(3003)));
     let e = err(&t, Mode::Fleet);
-    assert!(matches!(e.kind(), ParseErrorKind::FleetLineTooLong { length: 3005 }));
+    assert!(matches!(
+        e.kind(),
+        ParseErrorKind::FleetLineTooLong { length: 3005 }
+    ));
     assert_eq!(e.line(), 62);
     assert_eq!(opts(&t, Mode::Systemd).len(), 61);
 }
@@ -240,5 +291,8 @@ fn v19_line_length() {
 fn v20_two_trailing_backslashes() {
     let t = "[S]\nK=foo\\\\\nL=bar\n";
     assert_eq!(opts(t, Mode::Fleet), [o("S", "K", "foo\\\\\nL=bar")]);
-    assert_eq!(opts(t, Mode::Systemd), [o("S", "K", "foo\\\\"), o("S", "L", "bar")]);
+    assert_eq!(
+        opts(t, Mode::Systemd),
+        [o("S", "K", "foo\\\\"), o("S", "L", "bar")]
+    );
 }

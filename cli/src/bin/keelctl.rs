@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "keelctl", version, about = "Drive a Keelson cluster: units, reboots, updates")]
+#[command(
+    name = "keelctl",
+    version,
+    about = "Drive a Keelson cluster: units, reboots, updates"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -28,3 +28,20 @@ pub fn command_help(cmd: &str) -> Option<&'static str> {
 
 /// The global help (`etcdctl`, `etcdctl -h`).
 pub const GLOBAL_HELP: &str = "NAME:\n   etcdctl - A simple command line client for etcd.\n\nUSAGE:\n   etcdctl [global options] command [command options] [arguments...]\n\nVERSION:\n   3.4.23\n\nCOMMANDS:\n   backup          backup an etcd directory\n   cluster-health  check the health of the etcd cluster\n   mk              make a new key with a given value\n   mkdir           make a new directory\n   rm              remove a key or a directory\n   rmdir           removes the key if it is an empty directory or a key-value pair\n   get             retrieve the value of a key\n   ls              retrieve a directory\n   set             set the value of a key\n   setdir          create a new directory or update an existing directory TTL\n   update          update an existing key with a given value\n   updatedir       update an existing directory\n   watch           watch a key for changes\n   exec-watch      watch a key for changes and exec an executable\n   member          member add, remove and list subcommands\n   user            user add, grant and revoke subcommands\n   role            role add, grant and revoke subcommands\n   auth            overall auth controls\n   help, h         Shows a list of commands or help for one command\n\nGLOBAL OPTIONS:\n   --debug                          output cURL commands which can be used to reproduce the request\n   --no-sync                        don't synchronize cluster information before sending request\n   --output simple, -o simple       output response in the given format (simple, `extended` or `json`) (default: \"simple\")\n   --discovery-srv value, -D value  domain name to query for SRV records describing cluster endpoints\n   --insecure-discovery             accept insecure SRV records describing cluster endpoints\n   --peers value, -C value          DEPRECATED - \"--endpoints\" should be used instead\n   --endpoint value                 DEPRECATED - \"--endpoints\" should be used instead\n   --endpoints value                a comma-delimited list of machine addresses in the cluster (default: \"http://127.0.0.1:2379,http://127.0.0.1:4001\")\n   --cert-file value                identify HTTPS client using this SSL certificate file\n   --key-file value                 identify HTTPS client using this SSL key file\n   --ca-file value                  verify certificates of HTTPS-enabled servers using this CA bundle\n   --username value, -u value       provide username[:password] and prompt if password is not supplied.\n   --timeout value                  connection timeout per request (default: 2s)\n   --total-timeout value            timeout for the command execution (except watch) (default: 5s)\n   --help, -h                       show help\n   --version, -v                    print the version\n";
+
+/// The global help with `prog` as the program name and Keelson's version.
+pub fn global_help(prog: &str) -> String {
+    GLOBAL_HELP.replace("etcdctl", prog).replace(
+        "VERSION:\n   3.4.23\n",
+        &format!("VERSION:\n   {}\n", env!("CARGO_PKG_VERSION")),
+    )
+}
+
+/// A command's help with `prog` as the program name (the global help for an
+/// unknown command).
+pub fn command_help_for(prog: &str, cmd: &str) -> String {
+    match command_help(cmd) {
+        Some(h) => h.replace("etcdctl", prog),
+        None => global_help(prog),
+    }
+}

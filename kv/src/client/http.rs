@@ -500,14 +500,20 @@ fn encode_values(values: &[(&'static str, String)]) -> String {
 /// Escape a path like Go's `url.URL.EscapedPath`: unreserved characters and
 /// `$&+,/:;=@` stay, everything else becomes `%XX`.
 pub fn go_path_escape(s: &str) -> String {
-    escape(s, |c| {
-        c.is_ascii_alphanumeric() || b"-_.~$&+,/:;=@".contains(&c)
-    }, false)
+    escape(
+        s,
+        |c| c.is_ascii_alphanumeric() || b"-_.~$&+,/:;=@".contains(&c),
+        false,
+    )
 }
 
 /// Escape a form or query value like Go's `url.QueryEscape` (space is `+`).
 pub fn go_query_escape(s: &str) -> String {
-    escape(s, |c| c.is_ascii_alphanumeric() || b"-_.~".contains(&c), true)
+    escape(
+        s,
+        |c| c.is_ascii_alphanumeric() || b"-_.~".contains(&c),
+        true,
+    )
 }
 
 fn escape(s: &str, keep: impl Fn(u8) -> bool, space_plus: bool) -> String {
@@ -792,12 +798,18 @@ mod tests {
             r.curl(&r.url("http://h:1")),
             "curl -X POST http://h:1/v2/keys/w/q -d \"ttl=5&value=x\""
         );
-        assert_eq!(Request::keys(Method::GET, "/").url("http://h:1"), "http://h:1/v2/keys");
+        assert_eq!(
+            Request::keys(Method::GET, "/").url("http://h:1"),
+            "http://h:1/v2/keys"
+        );
     }
 
     #[test]
     fn endpoints_get_a_scheme() {
-        assert_eq!(normalise_endpoint("127.0.0.1:2379").unwrap(), "http://127.0.0.1:2379");
+        assert_eq!(
+            normalise_endpoint("127.0.0.1:2379").unwrap(),
+            "http://127.0.0.1:2379"
+        );
         assert_eq!(normalise_endpoint("https://a:1/").unwrap(), "https://a:1");
         assert!(normalise_endpoint("http://").is_err());
     }
@@ -823,10 +835,17 @@ mod tests {
         let e = key_answer(&a).unwrap_err();
         assert_eq!(e.to_string(), "100: Key not found (/foo) [4]");
         assert!(e.is_code(ErrorCode::KeyNotFound));
-        let a = answer(400, "{\"errorCode\":999,\"message\":\"new\",\"index\":1}", "1");
+        let a = answer(
+            400,
+            "{\"errorCode\":999,\"message\":\"new\",\"index\":1}",
+            "1",
+        );
         assert!(matches!(key_answer(&a), Err(KvError::UnknownCode(_))));
         let a = answer(500, "garbage", "0");
-        assert_eq!(key_answer(&a).unwrap_err().to_string(), "unexpected status code 500");
+        assert_eq!(
+            key_answer(&a).unwrap_err().to_string(),
+            "unexpected status code 500"
+        );
         let a = answer(200, "", "7");
         assert!(key_answer(&a).unwrap().is_none());
         let a = answer(200, "{\"action\":\"get\",\"node\":{\"dir\":true}}\n", "7");

@@ -210,8 +210,12 @@ pub trait KvClient: Send + Sync {
 
     /// Write a key or a directory; `opts` selects set / create / update /
     /// compare-and-swap / refresh exactly as the v2 `PUT` does.
-    fn set<'a>(&'a self, key: &'a str, value: &'a str, opts: SetOptions)
-        -> KvFuture<'a, KvResponse>;
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        opts: SetOptions,
+    ) -> KvFuture<'a, KvResponse>;
 
     /// Create a child of `dir` named by the new index (`POST`).
     fn create_in_order<'a>(

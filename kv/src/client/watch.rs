@@ -146,9 +146,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::client::{
-        CreateInOrderOptions, DeleteOptions, KvFuture, SetOptions, WatchOptions,
-    };
+    use crate::client::{CreateInOrderOptions, DeleteOptions, KvFuture, SetOptions, WatchOptions};
     use crate::v2::{Action, Node, Response, V2Error};
 
     /// Answers watches from a script and records the wait indexes asked for.
@@ -178,7 +176,10 @@ mod tests {
 
     impl KvClient for Scripted {
         fn get<'a>(&'a self, key: &'a str, _: GetOptions) -> KvFuture<'a, KvResponse> {
-            self.asked.lock().unwrap().push((format!("get {key}"), None));
+            self.asked
+                .lock()
+                .unwrap()
+                .push((format!("get {key}"), None));
             Box::pin(async { Ok(event("/k", 2000)) })
         }
         fn set<'a>(&'a self, _: &'a str, _: &'a str, _: SetOptions) -> KvFuture<'a, KvResponse> {
@@ -211,7 +212,11 @@ mod tests {
             watches: Mutex::new(VecDeque::from(vec![
                 Ok(event("/k/a", 10)),
                 Ok(event("/k/b", 12)),
-                Err(KvError::Key(V2Error::new(ErrorCode::EventIndexCleared, "x", 1500))),
+                Err(KvError::Key(V2Error::new(
+                    ErrorCode::EventIndexCleared,
+                    "x",
+                    1500,
+                ))),
                 Ok(event("/k/c", 2001)),
             ])),
             asked: Mutex::new(Vec::new()),
@@ -228,7 +233,10 @@ mod tests {
         assert!(matches!(w.next().await.unwrap(), WatchEvent::Event(_)));
         assert!(matches!(w.next().await.unwrap(), WatchEvent::Event(_)));
         match w.next().await.unwrap() {
-            WatchEvent::Resync { etcd_index, snapshot } => {
+            WatchEvent::Resync {
+                etcd_index,
+                snapshot,
+            } => {
                 assert_eq!(etcd_index, 2000);
                 assert!(snapshot.is_some());
             }

@@ -107,9 +107,11 @@ pub struct HostPort {
 /// `https`), `host:port` required, no path.
 pub fn parse_url(u: &str) -> Result<HostPort, ConfigError> {
     let u = u.trim();
-    let (scheme, rest) = u
-        .split_once("://")
-        .ok_or_else(|| invalid(format!("URL scheme must be http, https, unix, or unixs: {u}")))?;
+    let (scheme, rest) = u.split_once("://").ok_or_else(|| {
+        invalid(format!(
+            "URL scheme must be http, https, unix, or unixs: {u}"
+        ))
+    })?;
     if !matches!(scheme, "http" | "https" | "unix" | "unixs") {
         return Err(invalid(format!(
             "URL scheme must be http, https, unix, or unixs: {u}"

@@ -135,10 +135,7 @@ impl KvCore {
     /// it has been leader.
     pub fn observe_leader(&self) -> Option<(u64, Timestamp)> {
         let leader = self.node.leader_id();
-        let mut g = self
-            .leader_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut g = self.leader_since.lock().unwrap_or_else(|e| e.into_inner());
         match (leader, *g) {
             (None, _) => *g = None,
             (Some(l), Some((known, _))) if l == known => {}
@@ -265,7 +262,10 @@ impl KvCore {
                 }
             }
             let live = if stream || history.is_empty() {
-                Some(m.hub().register(&key, recursive, from.max(current + 1), stream))
+                Some(
+                    m.hub()
+                        .register(&key, recursive, from.max(current + 1), stream),
+                )
             } else {
                 None
             };

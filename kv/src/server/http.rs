@@ -68,7 +68,10 @@ fn response(status: StatusCode, content_type: Option<&str>, body: impl Into<Byte
     *r.status_mut() = status;
     let h = r.headers_mut();
     if let Some(ct) = content_type {
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct_static(ct)));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(ct_static(ct)),
+        );
     }
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     r
@@ -207,7 +210,10 @@ fn redirect(req: &Request) -> Option<Resp> {
         Method::GET => response(
             StatusCode::MOVED_PERMANENTLY,
             Some("text/html; charset=utf-8"),
-            format!("<a href=\"{}\">Moved Permanently</a>.\n\n", html_escape(&location)),
+            format!(
+                "<a href=\"{}\">Moved Permanently</a>.\n\n",
+                html_escape(&location)
+            ),
         ),
         Method::HEAD => response(
             StatusCode::MOVED_PERMANENTLY,
@@ -266,6 +272,13 @@ async fn read_form(req: Request) -> Result<Form, String> {
 }
 
 async fn keys(State(state): State<HttpState>, req: Request) -> Resp {
+    // etcd checks the method before it sets the cluster header.
+    if !matches!(
+        *req.method(),
+        Method::HEAD | Method::GET | Method::PUT | Method::POST | Method::DELETE
+    ) {
+        return method_not_allowed("HEAD,GET,PUT,POST,DELETE");
+    }
     let mut resp = keys_inner(&state, req).await;
     cluster_header(&state, resp.headers_mut());
     resp
@@ -273,12 +286,6 @@ async fn keys(State(state): State<HttpState>, req: Request) -> Resp {
 
 async fn keys_inner(state: &HttpState, req: Request) -> Resp {
     let method = req.method().clone();
-    if !matches!(
-        method,
-        Method::HEAD | Method::GET | Method::PUT | Method::POST | Method::DELETE
-    ) {
-        return method_not_allowed("HEAD,GET,PUT,POST,DELETE");
-    }
     let raw = req.uri().path().to_owned();
     let decoded = path_unescape(&raw).unwrap_or(raw);
     let key = decoded.strip_prefix("/v2/keys").unwrap_or("");
@@ -366,7 +373,8 @@ fn read_response(r: &Read) -> Resp {
 
 fn write_response(w: &Written, no_value: bool) -> Resp {
     let ev = &w.event;
-    let created = ev.action == Action::Create || (ev.action == Action::Set && ev.prev_node.is_none());
+    let created =
+        ev.action == Action::Create || (ev.action == Action::Set && ev.prev_node.is_none());
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -453,6 +461,12 @@ fn member_list(core: &KvCore) -> Vec<(u64, MemberJson)> {
 }
 
 async fn members(State(state): State<HttpState>, req: Request) -> Resp {
+    if !matches!(
+        *req.method(),
+        Method::GET | Method::POST | Method::DELETE | Method::PUT
+    ) {
+        return method_not_allowed("GET,POST,DELETE,PUT");
+    }
     let mut resp = members_inner(&state, req).await;
     cluster_header(&state, resp.headers_mut());
     resp
@@ -461,12 +475,6 @@ async fn members(State(state): State<HttpState>, req: Request) -> Resp {
 async fn members_inner(state: &HttpState, req: Request) -> Resp {
     let core = &state.core;
     let method = req.method().clone();
-    if !matches!(
-        method,
-        Method::GET | Method::POST | Method::DELETE | Method::PUT
-    ) {
-        return method_not_allowed("GET,POST,DELETE,PUT");
-    }
     let rest = req
         .uri()
         .path()
@@ -523,10 +531,7 @@ async fn members_inner(state: &HttpState, req: Request) -> Resp {
                 .ok()
                 .is_some_and(|id| core.node().members().contains_key(&id));
             if !known {
-                return message_error(
-                    StatusCode::NOT_FOUND,
-                    &format!("No such member: {rest}"),
-                );
+                return message_error(StatusCode::NOT_FOUND, &format!("No such member: {rest}"));
             }
             tracing::warn!("runtime reconfiguration is not supported by this Keelson version");
             message_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
@@ -646,7 +651,11 @@ async fn stats_store(State(state): State<HttpState>, req: Request) -> Resp {
     if req.method() != Method::GET {
         return method_not_allowed("GET");
     }
-    response(StatusCode::OK, Some(JSON), to_json(&state.core.store_stats()))
+    response(
+        StatusCode::OK,
+        Some(JSON),
+        to_json(&state.core.store_stats()),
+    )
 }
 
 async fn machines(State(state): State<HttpState>, req: Request) -> Resp {
@@ -695,7 +704,9 @@ async fn metrics(State(state): State<HttpState>, req: Request) -> Resp {
     let m = &state.metrics;
     let (watchers, dropped) = core.watcher_counts();
     let mut out = String::new();
-    out.push_str("# HELP keelson_kv_http_requests_total Client HTTP requests received, by method.\n");
+    out.push_str(
+        "# HELP keelson_kv_http_requests_total Client HTTP requests received, by method.\n",
+    );
     out.push_str("# TYPE keelson_kv_http_requests_total counter\n");
     for (name, c) in [
         ("GET", &m.get),
@@ -711,20 +722,47 @@ async fn metrics(State(state): State<HttpState>, req: Request) -> Resp {
         ));
     }
     let gauges: [(&str, &str, &str, u64); 6] = [
-        ("keelson_kv_watchers", "gauge", "Registered watchers.", watchers as u64),
+        (
+            "keelson_kv_watchers",
+            "gauge",
+            "Registered watchers.",
+            watchers as u64,
+        ),
         (
             "keelson_kv_watchers_dropped_total",
             "counter",
             "Watchers dropped for falling 100 events behind.",
             dropped,
         ),
-        ("keelson_kv_store_index", "gauge", "The etcd index of this member.", core.etcd_index()),
-        ("keelson_kv_raft_index", "gauge", "The applied Raft index.", core.node().committed_index()),
-        ("keelson_kv_raft_term", "gauge", "The current Raft term.", core.node().current_term()),
-        ("keelson_kv_is_leader", "gauge", "1 if this member is the leader.", u64::from(core.node().is_leader())),
+        (
+            "keelson_kv_store_index",
+            "gauge",
+            "The etcd index of this member.",
+            core.etcd_index(),
+        ),
+        (
+            "keelson_kv_raft_index",
+            "gauge",
+            "The applied Raft index.",
+            core.node().committed_index(),
+        ),
+        (
+            "keelson_kv_raft_term",
+            "gauge",
+            "The current Raft term.",
+            core.node().current_term(),
+        ),
+        (
+            "keelson_kv_is_leader",
+            "gauge",
+            "1 if this member is the leader.",
+            u64::from(core.node().is_leader()),
+        ),
     ];
     for (name, kind, help, v) in gauges {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+        ));
     }
     let mut r = response(StatusCode::OK, Some(TEXT), out);
     r.headers_mut().insert(
@@ -740,7 +778,10 @@ mod tests {
 
     #[test]
     fn go_durations() {
-        assert_eq!(go_duration(Duration::from_nanos(18_611_993_943)), "18.611993943s");
+        assert_eq!(
+            go_duration(Duration::from_nanos(18_611_993_943)),
+            "18.611993943s"
+        );
         assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(go_duration(Duration::from_secs(3723)), "1h2m3s");
         assert_eq!(go_duration(Duration::from_secs(120)), "2m0s");

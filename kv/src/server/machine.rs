@@ -40,7 +40,11 @@ pub enum ApplyReply {
     /// expiry sweep).
     Events(Vec<Event>),
     /// The store refused the command.
-    Error { code: u32, cause: String, index: u64 },
+    Error {
+        code: u32,
+        cause: String,
+        index: u64,
+    },
 }
 
 impl ApplyReply {

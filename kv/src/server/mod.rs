@@ -197,17 +197,35 @@ impl KvServer {
             listeners.push((l, url));
         }
         let client_urls: Vec<String> = listeners.iter().map(|(_, u)| u.clone()).collect();
+        // An advertised URL that names a port-0 listener advertises the
+        // port actually bound.
         let advertised = if config.advertise_client_urls.is_empty() {
             client_urls.clone()
         } else {
-            config.advertise_client_urls.clone()
+            config
+                .advertise_client_urls
+                .iter()
+                .map(|u| {
+                    let i = config.listen_client_urls.iter().position(|l| l == u);
+                    match i {
+                        Some(i) if parse_url(u).is_ok_and(|hp| hp.port == 0) => {
+                            client_urls.get(i).cloned().unwrap_or_else(|| u.clone())
+                        }
+                        _ => u.clone(),
+                    }
+                })
+                .collect()
         };
 
         let mut peer_urls = config.initial_advertise_peer_urls.clone();
         peer_urls.sort();
         let mut rc = RaftConfig::new(member, config.name.clone(), config.data_dir.clone());
         rc.peer_urls = peer_urls.clone();
-        rc.initial_members = [(member, PeerNode::new(config.name.clone(), peer_urls.clone()))].into();
+        rc.initial_members = [(
+            member,
+            PeerNode::new(config.name.clone(), peer_urls.clone()),
+        )]
+        .into();
         rc.wal_dir = config.wal_dir.clone();
         rc.snapshot_count = config.snapshot_count;
         rc.max_wals = config.max_wals;

@@ -197,8 +197,9 @@ fn get_bool(form: &Form, name: &str) -> Result<bool, V2Error> {
 fn get_uint(form: &Form, name: &str, code: ErrorCode) -> Result<u64, V2Error> {
     match form.get(name) {
         None => Ok(0),
-        Some(v) => parse_uint(v)
-            .ok_or_else(|| field_error(code, &format!("invalid value for \"{name}\""))),
+        Some(v) => {
+            parse_uint(v).ok_or_else(|| field_error(code, &format!("invalid value for \"{name}\"")))
+        }
     }
 }
 
@@ -320,7 +321,17 @@ pub fn escape_path(p: &str) -> String {
         let keep = c.is_ascii_alphanumeric()
             || matches!(
                 c,
-                b'-' | b'_' | b'.' | b'~' | b'$' | b'&' | b'+' | b',' | b'/' | b':' | b';' | b'='
+                b'-' | b'_'
+                    | b'.'
+                    | b'~'
+                    | b'$'
+                    | b'&'
+                    | b'+'
+                    | b','
+                    | b'/'
+                    | b':'
+                    | b';'
+                    | b'='
                     | b'@'
             );
         if keep {
@@ -365,15 +376,40 @@ mod tests {
     fn etcd_parameter_errors() {
         let p = |q: &str, m: &str| KeyParams::parse(&Form::parse(q, None).unwrap(), m);
         let e = p("recursive=maybe", "GET").unwrap_err();
-        assert_eq!((e.code, e.cause.as_str(), e.index), (ErrorCode::InvalidField, "invalid value for \"recursive\"", 0));
+        assert_eq!(
+            (e.code, e.cause.as_str(), e.index),
+            (
+                ErrorCode::InvalidField,
+                "invalid value for \"recursive\"",
+                0
+            )
+        );
         assert_eq!(p("ttl=-1", "PUT").unwrap_err().code, ErrorCode::TtlNaN);
         assert_eq!(p("ttl=", "PUT").unwrap().ttl, None);
-        assert_eq!(p("prevIndex=", "PUT").unwrap_err().code, ErrorCode::IndexNaN);
-        assert_eq!(p("prevValue=", "PUT").unwrap_err().code, ErrorCode::PrevValueRequired);
-        assert_eq!(p("wait=true", "PUT").unwrap_err().cause, "\"wait\" can only be used with GET requests");
-        assert_eq!(p("prevExist=x", "PUT").unwrap_err().cause, "invalid value for prevExist");
-        assert_eq!(p("refresh=true", "PUT").unwrap_err().code, ErrorCode::RefreshTtlRequired);
-        assert_eq!(p("refresh=true&ttl=1&value=x", "PUT").unwrap_err().code, ErrorCode::RefreshValue);
+        assert_eq!(
+            p("prevIndex=", "PUT").unwrap_err().code,
+            ErrorCode::IndexNaN
+        );
+        assert_eq!(
+            p("prevValue=", "PUT").unwrap_err().code,
+            ErrorCode::PrevValueRequired
+        );
+        assert_eq!(
+            p("wait=true", "PUT").unwrap_err().cause,
+            "\"wait\" can only be used with GET requests"
+        );
+        assert_eq!(
+            p("prevExist=x", "PUT").unwrap_err().cause,
+            "invalid value for prevExist"
+        );
+        assert_eq!(
+            p("refresh=true", "PUT").unwrap_err().code,
+            ErrorCode::RefreshTtlRequired
+        );
+        assert_eq!(
+            p("refresh=true&ttl=1&value=x", "PUT").unwrap_err().code,
+            ErrorCode::RefreshValue
+        );
         assert!(p("refresh=true&ttl=1&value=", "PUT").unwrap().refresh);
         assert_eq!(p("prevExist=F", "PUT").unwrap().prev_exist, Some(false));
     }

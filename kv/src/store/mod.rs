@@ -583,8 +583,9 @@ impl Store {
     ) -> Result<Event, V2Error> {
         let key = clean_owned(path);
         if key == "/" {
-            // etcd has no root check here: the root is a directory.
-            return Err(self.error(ErrorCode::NotFile, "/"));
+            // etcd has no root check here: the root is a directory, and
+            // its internal path trims to an empty cause (oracle).
+            return Err(self.error(ErrorCode::NotFile, ""));
         }
         let Some(entry) = self.tree.get(&key) else {
             return Err(self.missing(&key));

@@ -16,10 +16,63 @@
 
 use super::{Line, Lines, Parsed};
 use crate::error::{ParseError, ParseErrorKind, FLEET_LINE_MAX};
+use crate::serialize::OptionFields;
 use crate::unit::{LineKind, Mode};
 use crate::UnitOption;
 
+/// An option as the lexer finds it, borrowed from the source. go-systemd's
+/// value is always a trimmed slice of the source, plus a LF when a blank
+/// line ended a continuation (§10.1 rule 4), so no copy is needed until a
+/// [`UnitOption`] is built.
+pub(crate) struct RawOption<'a> {
+    section: &'a str,
+    name: &'a str,
+    value: &'a str,
+    trailing_lf: bool,
+    line: usize,
+    column: usize,
+}
+
+impl OptionFields for RawOption<'_> {
+    fn section(&self) -> &str {
+        self.section
+    }
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn value_parts(&self) -> (&str, &str) {
+        (self.value, if self.trailing_lf { "\n" } else { "" })
+    }
+}
+
 pub(crate) fn parse(text: &str) -> Result<Parsed, ParseError> {
+    let (lines, raw) = lex(text)?;
+    let options = raw
+        .iter()
+        .map(|o| {
+            let mut value = String::with_capacity(o.value.len() + usize::from(o.trailing_lf));
+            value.push_str(o.value);
+            if o.trailing_lf {
+                value.push('\n');
+            }
+            UnitOption {
+                section: o.section.to_owned(),
+                name: o.name.to_owned(),
+                value,
+                line: o.line,
+                column: o.column,
+            }
+        })
+        .collect();
+    Ok(Parsed {
+        options,
+        lines,
+        warnings: Vec::new(),
+    })
+}
+
+/// Lexes `text` without copying anything out of it.
+pub(crate) fn lex(text: &str) -> Result<(Vec<Line>, Vec<RawOption<'_>>), ParseError> {
     let mut lines: Vec<Line> = Vec::with_capacity(text.len() / 24 + 1);
     let mut too_long: Option<(usize, usize)> = None;
     for span in Lines::new(text, Mode::Fleet) {
@@ -65,11 +118,7 @@ pub(crate) fn parse(text: &str) -> Result<Parsed, ParseError> {
     }
     lexed?;
     let Lexer { lines, options, .. } = lexer;
-    Ok(Parsed {
-        options,
-        lines,
-        warnings: Vec::new(),
-    })
+    Ok((lines, options))
 }
 
 struct Lexer<'a> {
@@ -79,7 +128,7 @@ struct Lexer<'a> {
     lines: Vec<Line>,
     /// Line index of the last position looked up; positions only grow.
     cursor: usize,
-    options: Vec<UnitOption>,
+    options: Vec<RawOption<'a>>,
 }
 
 impl<'a> Lexer<'a> {
@@ -93,8 +142,7 @@ impl<'a> Lexer<'a> {
                     // Before the first section every character is skipped,
                     // except `[` and the comment characters, wherever they are.
                     let rest = &self.b[self.pos..];
-                    let Some(i) = rest.iter().position(|&c| matches!(c, b'[' | b'#' | b';'))
-                    else {
+                    let Some(i) = rest.iter().position(|&c| matches!(c, b'[' | b'#' | b';')) else {
                         self.pos = self.b.len();
                         return Ok(());
                     };
@@ -107,10 +155,17 @@ impl<'a> Lexer<'a> {
                     }
                 }
                 Some(name) => {
-                    let Some(c) = self.s[self.pos..].chars().next() else {
-                        return Ok(());
-                    };
                     let at = self.pos;
+                    let c = match self.b.get(at) {
+                        None => return Ok(()),
+                        // ASCII fast path; `char::is_whitespace` agrees with
+                        // Go's `unicode.IsSpace` on every character.
+                        Some(&b) if b < 0x80 => char::from(b),
+                        Some(_) => match self.s[at..].chars().next() {
+                            Some(c) => c,
+                            None => return Ok(()),
+                        },
+                    };
                     if c.is_whitespace() {
                         self.pos += c.len_utf8();
                     } else if c == '[' {
@@ -131,11 +186,16 @@ impl<'a> Lexer<'a> {
     fn line_index(&mut self, pos: usize) -> usize {
         let lines = &self.lines;
         if lines.get(self.cursor).is_some_and(|l| l.span.start <= pos) {
-            while lines.get(self.cursor + 1).is_some_and(|l| l.span.start <= pos) {
+            while lines
+                .get(self.cursor + 1)
+                .is_some_and(|l| l.span.start <= pos)
+            {
                 self.cursor += 1;
             }
         } else {
-            self.cursor = lines.partition_point(|l| l.span.start <= pos).saturating_sub(1);
+            self.cursor = lines
+                .partition_point(|l| l.span.start <= pos)
+                .saturating_sub(1);
         }
         self.cursor
     }
@@ -163,7 +223,7 @@ impl<'a> Lexer<'a> {
 
     /// `toEOL`: the rest of the line without its LF, and whether end of file
     /// was reached instead of a LF. Only at end of file is a trailing CR cut.
-    fn to_eol(&mut self) -> (&'a str, bool) {
+    fn read_line(&mut self) -> (&'a str, bool) {
         if self.pos >= self.b.len() {
             return ("", true);
         }
@@ -194,7 +254,7 @@ impl<'a> Lexer<'a> {
             line.kind = LineKind::Section;
         }
         let rest_start = self.pos;
-        let (rest, _) = self.to_eol();
+        let (rest, _) = self.read_line();
         let garbage = rest.trim();
         if !garbage.is_empty() {
             let offset = rest.len() - rest.trim_start().len();
@@ -213,7 +273,7 @@ impl<'a> Lexer<'a> {
     fn comment(&mut self, at: usize) {
         self.mark(at, LineKind::Comment);
         loop {
-            let (line, eof) = self.to_eol();
+            let (line, eof) = self.read_line();
             let line = line.strip_suffix(' ').unwrap_or(line);
             if eof || !line.ends_with('\\') {
                 return;
@@ -223,7 +283,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// `lexOptionNameFunc` + `lexOptionValueFunc`.
-    fn option(&mut self, section: &str) -> Result<(), ParseError> {
+    fn option(&mut self, section: &'a str) -> Result<(), ParseError> {
         let start = self.pos;
         let rest = &self.b[start..];
         let Some(i) = rest.iter().position(|&c| matches!(c, b'=' | b'\n' | b'\r')) else {
@@ -241,45 +301,45 @@ impl<'a> Lexer<'a> {
             l.kind = LineKind::Assignment;
         }
 
-        let (first, mut eof) = self.to_eol();
-        let value = if first.trim().is_empty() {
-            String::new()
+        let value_start = self.pos;
+        let (first, mut eof) = self.read_line();
+        let trimmed = first.trim();
+        let (value, trailing_lf) = if trimmed.is_empty() {
+            ("", false)
         } else if !first.ends_with('\\') {
-            first.trim().to_owned()
+            (trimmed, false)
         } else {
             // Continuation: the LF and every following line are kept raw
-            // until a line that does not end in `\` or is blank.
-            let mut partial = String::from(first);
+            // until a line that does not end in `\` or is blank. The joined
+            // value is the source text itself, so only its end is tracked.
+            let mut value_end = value_start + first.len();
+            let mut trailing_lf = false;
             loop {
                 if !eof {
-                    partial.push('\n');
+                    trailing_lf = true;
                 }
                 let line_start = self.pos;
-                let (line, e) = self.to_eol();
+                let (line, e) = self.read_line();
                 eof = e;
                 if line.trim().is_empty() {
                     break;
                 }
                 self.mark(line_start, LineKind::Continuation);
-                partial.push_str(line);
+                value_end = line_start + line.len();
+                trailing_lf = false;
                 if !line.ends_with('\\') {
                     break;
                 }
             }
-            if partial.ends_with('\n') {
-                // A blank line ended the value: go-systemd trims, then puts
-                // the LF back.
-                let mut v = partial.trim().to_owned();
-                v.push('\n');
-                v
-            } else {
-                partial.trim().to_owned()
-            }
+            // When a blank line ended the value, go-systemd trims and then
+            // puts the LF back.
+            (self.s[value_start..value_end].trim(), trailing_lf)
         };
-        self.options.push(UnitOption {
-            section: section.to_owned(),
-            name: name.to_owned(),
+        self.options.push(RawOption {
+            section,
+            name,
             value,
+            trailing_lf,
             line,
             column,
         });

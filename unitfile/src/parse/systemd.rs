@@ -54,7 +54,10 @@ pub(crate) fn parse(text: &str) -> Result<Parsed, ParseError> {
             ));
         }
         if raw.trim_start_matches(WS).starts_with(['#', ';']) {
-            lines.push(Line { span, kind: LineKind::Comment });
+            lines.push(Line {
+                span,
+                kind: LineKind::Comment,
+            });
             continue;
         }
         let mut line = raw;
@@ -66,7 +69,9 @@ pub(crate) fn parse(text: &str) -> Result<Parsed, ParseError> {
 
         let joined_len = continuation.as_ref().map_or(0, |c| c.text.len()) + line.len();
         if joined_len > SYSTEMD_LINE_MAX {
-            let (first, column) = continuation.as_ref().map_or((index, 0), |c| (c.first, c.column));
+            let (first, column) = continuation
+                .as_ref()
+                .map_or((index, 0), |c| (c.first, c.column));
             return Err(ParseError::new(
                 ParseErrorKind::LineTooLong { length: joined_len },
                 first + 1,
@@ -96,7 +101,10 @@ pub(crate) fn parse(text: &str) -> Result<Parsed, ParseError> {
                 }
             }
             None => {
-                lines.push(Line { span, kind: LineKind::Blank });
+                lines.push(Line {
+                    span,
+                    kind: LineKind::Blank,
+                });
                 if continues {
                     let mut text = String::with_capacity(line.len() * 2);
                     text.push_str(&line[..line.len() - 1]);

@@ -1,0 +1,39 @@
+//! `keelson`: Keelson's daemons. `keelson kv` runs a kv member with etcd's
+//! flags; called through a symlink named `etcd` or `etcd2` it is `keelson kv`.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: keelson <command> [flags]\n\ncommands:\n  kv    run a key-value member (etcd's flags and ETCD_* variables)\n";
+
+fn main() -> ExitCode {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    let argv0 = args.first().cloned().unwrap_or_default();
+    let prog = Path::new(&argv0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if prog == "etcd" || prog == "etcd2" {
+        return keelson_cli::kv_daemon::main(args.split_off(1));
+    }
+    match args
+        .get(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .as_deref()
+    {
+        Some("kv") => keelson_cli::kv_daemon::main(args.split_off(2)),
+        Some("--version") | Some("version") => {
+            println!("keelson {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Some("-h") | Some("--help") | Some("help") => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprint!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
