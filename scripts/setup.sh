@@ -15,6 +15,10 @@ packages=(
   golang-go
   golang-github-coreos-go-systemd-dev
   gdisk
+  iproute2
+  iptables
+  iputils-ping
+  iperf3
 )
 
 missing=()

@@ -308,7 +308,8 @@ pub enum Parsed {
 /// Rewrites Go-style arguments for clap: `-flag` becomes `--flag`; an
 /// unknown flag or a positional argument is refused with Go's/etcd's text.
 fn normalize_args(args: Vec<OsString>) -> Result<Vec<OsString>, Parsed> {
-    let cmd = KvFlags::command();
+    let mut cmd = KvFlags::command();
+    cmd.build();
     let takes_value = |name: &str| -> Option<bool> {
         if name == "help" || name == "h" {
             return Some(false);

@@ -42,8 +42,18 @@ fn spawn(program: &Path, argv0_dir: Option<&Path>, data: &Path, port: u16) -> Ch
     }
     cmd.args(["-name", "d1", "--data-dir"])
         .arg(data)
-        .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
-        .args(["--initial-advertise-peer-urls", &peer, "--listen-peer-urls", &peer])
+        .args([
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+        ])
+        .args([
+            "--initial-advertise-peer-urls",
+            &peer,
+            "--listen-peer-urls",
+            &peer,
+        ])
         .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
         .env("ETCD_VERBOSE", "1")
         .stdout(Stdio::null())
@@ -61,7 +71,10 @@ fn wait_healthy(child: &mut Child, addr: SocketAddr) {
         if let Ok(Some(st)) = child.try_wait() {
             panic!("keelson exited early: {st}");
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "keelson did not become healthy");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "keelson did not become healthy"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -76,7 +89,12 @@ fn acknowledged_writes_survive_kill_9_and_sigterm_exits_0() {
     wait_healthy(&mut child, addr);
     let mut acked = Vec::new();
     for i in 0..200 {
-        if let Some((s, _)) = http(addr, "PUT", &format!("/v2/keys/dur/k{i}"), &format!("value=v{i}")) {
+        if let Some((s, _)) = http(
+            addr,
+            "PUT",
+            &format!("/v2/keys/dur/k{i}"),
+            &format!("value=v{i}"),
+        ) {
             if s == 201 || s == 200 {
                 acked.push(i);
             }
@@ -104,7 +122,10 @@ fn acknowledged_writes_survive_kill_9_and_sigterm_exits_0() {
         if let Some(st) = child.try_wait().expect("wait") {
             break st;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "no exit after SIGTERM");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0), "SIGTERM must exit 0");
@@ -115,23 +136,47 @@ fn acknowledged_writes_survive_kill_9_and_sigterm_exits_0() {
     wait_healthy(&mut child, addr);
     let (s, _) = http(addr, "GET", "/v2/keys/dur/k199", "").expect("answer");
     assert_eq!(s, 200);
-    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-    assert_eq!(child.wait().expect("wait").code(), Some(0), "SIGINT must exit 0");
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    assert_eq!(
+        child.wait().expect("wait").code(),
+        Some(0),
+        "SIGINT must exit 0"
+    );
 }
 
 #[test]
 fn flag_errors_use_etcd_texts() {
     let run = |args: &[&str]| {
-        let out = Command::new(BIN).arg("kv").args(args).output().expect("runs");
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        let out = Command::new(BIN)
+            .arg("kv")
+            .args(args)
+            .output()
+            .expect("runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, err) = run(&["foo"]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("error verifying flags, 'foo' is not a valid flag. See 'etcd --help'."), "{err}");
+    assert!(
+        err.contains("error verifying flags, 'foo' is not a valid flag. See 'etcd --help'."),
+        "{err}"
+    );
     let (code, err) = run(&["--bogus"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("flag provided but not defined: -bogus"), "{err}");
-    let (code, err) = run(&["--heartbeat-interval", "300", "--data-dir", "/nonexistent/x"]);
+    assert!(
+        err.contains("flag provided but not defined: -bogus"),
+        "{err}"
+    );
+    let (code, err) = run(&[
+        "--heartbeat-interval",
+        "300",
+        "--data-dir",
+        "/nonexistent/x",
+    ]);
     assert_eq!(code, Some(1));
     assert!(
         err.contains("--election-timeout[1000ms] should be at least as 5 times as --heartbeat-interval[300ms]"),
@@ -139,8 +184,16 @@ fn flag_errors_use_etcd_texts() {
     );
     let (code, err) = run(&["-listen-client-urls", "http://127.0.0.1:1"]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("--advertise-client-urls is required when --listen-client-urls is set explicitly"), "{err}");
-    let out = Command::new(BIN).args(["kv", "--version"]).output().expect("runs");
+    assert!(
+        err.contains(
+            "--advertise-client-urls is required when --listen-client-urls is set explicitly"
+        ),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .args(["kv", "--version"])
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("etcd Version: "));
     // The environment is read when the flag is absent.

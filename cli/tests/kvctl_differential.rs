@@ -540,13 +540,6 @@ fn cluster_commands_match_etcdctl() {
     p.step(&[
         "--no-sync",
         "--endpoints",
-        "http://127.0.0.1:1,http://127.0.0.1:2",
-        "get",
-        "/a",
-    ]);
-    p.step(&[
-        "--no-sync",
-        "--endpoints",
         "http://127.0.0.1:1",
         "member",
         "list",

@@ -181,8 +181,8 @@ mod tests {
         assert_eq!(hub.count(), 2);
         let e1 = put(&mut store, "/a");
         let e2 = put(&mut store, "/b");
-        hub.publish(&[e1.clone()]);
-        hub.publish(&[e2.clone()]);
+        hub.publish(std::slice::from_ref(&e1));
+        hub.publish(std::slice::from_ref(&e2));
         assert_eq!(once.recv().await, Some(e1.clone()));
         assert_eq!(once.recv().await, None);
         assert_eq!(all.recv().await, Some(e1));
