@@ -93,7 +93,7 @@ def svg_plot(s, path):
         sa, sb = s["sweep"][kind]
         conns = sorted(set(sa) | set(sb))
         ymax = max([v["rps"] or 0 for v in list(sa.values()) + list(sb.values())] + [1])
-        step = 10 ** math.floor(math.log10(ymax))
+        step = 10 ** (math.floor(math.log10(ymax)) - 1)
         for m in (1, 2, 2.5, 5, 10):
             if ymax / (step * m) <= 6:
                 step *= m
@@ -135,7 +135,7 @@ def svg_plot(s, path):
         f.write("\n".join(out) + "\n")
 
 
-def loads_line(res):
+def all_loads(res):
     vals = [res.get("load_start")]
     for rnd in res.get("rounds", []):
         for v in rnd.values():
@@ -143,7 +143,11 @@ def loads_line(res):
     for v in (res.get("memory") or {}).values():
         vals += [v.get("load_before"), v.get("load_after")]
     vals.append(res.get("load_end"))
-    ones = [v[0] for v in vals if v]
+    return [v for v in vals if v]
+
+
+def loads_line(res):
+    ones = [v[0] for v in all_loads(res)]
     return (f"1-minute load average {res['load_start'][0]:.2f} at start, {res['load_end'][0]:.2f} at end, "
             f"{min(ones):.2f}-{max(ones):.2f} across the before/after samples of each server run")
 
@@ -157,9 +161,20 @@ def header_lines(res):
         f"{(m['mem_total_kb'] or 0) / 1048576:.0f} GiB RAM; server pinned with `taskset -c 0`, "
         f"wrk {v.get('wrk', '?')} (`-t1`) with `taskset -c 1`",
         f"- Versions: {v.get('etcd', '?')} (`--enable-v2=true`)" +
-        (f"; keelson: {v['keelson']}" if "keelson" in v else ""),
+        (f"; keelson: {v['keelson']}" if "keelson" in v else "") +
+        (f", binary built {v['keelson_binary_mtime']}" if "keelson_binary_mtime" in v else ""),
         f"- Load: {loads_line(res)}",
     ]
+    ones = [x[0] for x in all_loads(res)]
+    if ones and max(ones) > 1.5 * m["nproc"] / 2:
+        cpus = [r.get("server_cpu") for rnd in res.get("rounds", []) for per in rnd.values()
+                for r in [per.get("write"), per.get("read"), per.get("write_c1")] if r]
+        cpus = [c for c in cpus if c is not None]
+        busy = (f"; under load the servers averaged only {min(cpus):.2f}-{max(cpus):.2f} of their core"
+                if cpus else "")
+        lines.append(f"- **Busy machine**: other builds were running (load average up to {max(ones):.2f} on "
+                     f"{m['nproc']} cores){busy}. Both servers shared that handicap in interleaved runs, but "
+                     f"absolute figures are low and noisy; re-run on an idle machine before drawing fine conclusions.")
     if res.get("etcd_only"):
         lines.append("- NOTE: `--etcd-only` run: both slots are etcd (harness check), not Keelson.")
     return lines

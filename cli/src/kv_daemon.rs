@@ -292,6 +292,7 @@ impl KvFlags {
                 .filter(|s| !s.is_empty())
                 .collect(),
             watch_history: keelson_kv::store::DEFAULT_HISTORY_CAPACITY,
+            force_new_cluster: self.force_new_cluster,
         };
         config.validate().map_err(|x| e(x.to_string()))?;
         Ok(config)
@@ -429,11 +430,19 @@ pub fn report_environment(m: &clap::ArgMatches) -> Vec<(tracing::Level, String)>
 }
 
 fn init_logging(debug: bool) {
-    let default = if debug { "debug" } else { "info" };
+    use std::io::IsTerminal;
+    // openraft narrates every vote and append at INFO; an operator wants
+    // Keelson's own lines, so the library is kept at WARN unless debugging.
+    let default = if debug {
+        "debug"
+    } else {
+        "info,openraft=warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -514,6 +523,7 @@ async fn run(config: ServerConfig) -> ExitCode {
     tokio::select! {
         _ = term.recv() => tracing::info!("received terminated signal, shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("received interrupt signal, shutting down"),
+        _ = handle.removed() => tracing::warn!("the member has been permanently removed from the cluster. Exiting."),
     }
     match handle.shutdown().await {
         Ok(()) => ExitCode::SUCCESS,

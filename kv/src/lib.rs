@@ -3,6 +3,7 @@
 //! The store's data model is a pure apply step (`store`), replicated through
 //! `openraft` over a durable write-ahead log (`wal`), and served over HTTP.
 
+pub mod backup;
 pub mod client;
 pub mod embedded;
 pub mod raft;

@@ -1,9 +1,27 @@
 //! keelson-scheduler: fleet rebuilt on the Keelson kv.
 //!
-//! This crate will hold the unit registry (fleet's key layout under
-//! `/_coreos.com/fleet/`, kept current from watches), the engine (placement as a
-//! pure function of cluster state, honouring every `[X-Fleet]` option), the agent
-//! (which reconciles the units placed on its machine through the `InitSystem`
-//! trait), and fleet's HTTP API v1. It talks to the kv only through `KvClient`.
-//!
-//! Nothing is implemented yet; see the scheduler issue.
+//! Work in progress; see the README.
+
+pub mod agent;
+pub mod client;
+pub mod cluster;
+pub mod engine;
+pub mod error;
+pub mod fleetd;
+pub mod init;
+pub mod keys;
+pub mod memkv;
+pub mod model;
+pub mod placement;
+pub mod reconcile;
+pub mod registry;
+
+pub use agent::{Agent, AgentConfig};
+pub use client::{FleetClient, MachineInfo, SubmitOptions, UnitFileInfo, UnitStateInfo};
+pub use engine::{Engine, EngineConfig};
+pub use error::SchedulerError;
+pub use fleetd::{FleetConfig, Fleetd};
+pub use init::{InitError, InitSystem, MemInit, Supervisor, SupervisorConfig};
+pub use keys::{Keys, DEFAULT_PREFIX};
+pub use model::DesiredState;
+pub use registry::Registry;

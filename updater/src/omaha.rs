@@ -176,7 +176,11 @@ pub struct Request {
         skip_serializing_if = "Option::is_none"
     )]
     pub install_source: Option<String>,
-    #[serde(rename = "@ismachine", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "@ismachine",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub is_machine: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os: Option<Os>,
@@ -220,7 +224,11 @@ pub struct RequestApp {
         skip_serializing_if = "Option::is_none"
     )]
     pub aleph_version: Option<String>,
-    #[serde(rename = "@machineid", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "@machineid",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub machine_id: Option<String>,
     #[serde(
         rename = "@machinealias",
@@ -238,11 +246,19 @@ pub struct RequestApp {
         skip_serializing_if = "Option::is_none"
     )]
     pub hardware_class: Option<String>,
-    #[serde(rename = "@delta_okay", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "@delta_okay",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delta_okay: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ping: Option<Ping>,
-    #[serde(rename = "updatecheck", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "updatecheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub update_check: Option<UpdateCheckRequest>,
     #[serde(rename = "event", default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<Event>,
@@ -301,7 +317,11 @@ pub struct Event {
     pub event_type: u32,
     #[serde(rename = "@eventresult")]
     pub event_result: u32,
-    #[serde(rename = "@errorcode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "@errorcode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub error_code: Option<u32>,
     #[serde(
         rename = "@previousversion",
@@ -383,7 +403,11 @@ pub struct ResponseApp {
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ping: Option<Ping>,
-    #[serde(rename = "updatecheck", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "updatecheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub update_check: Option<UpdateCheckResponse>,
     #[serde(rename = "event", default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<EventAck>,
@@ -472,7 +496,11 @@ pub struct Action {
     pub event: String,
     #[serde(rename = "@sha256", default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    #[serde(rename = "@needsadmin", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "@needsadmin",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub needs_admin: Option<String>,
     #[serde(rename = "@IsDelta", default, skip_serializing_if = "Option::is_none")]
     pub is_delta: Option<String>,
@@ -659,11 +687,9 @@ fn parse_offer(uc: &UpdateCheckResponse) -> Result<Offer, OmahaError> {
     if package.name.is_empty() {
         return Err(invalid("package has an empty name"));
     }
-    let size: u64 = package
-        .size
-        .trim()
-        .parse()
-        .map_err(|_| OmahaError::Invalid(format!("package size {:?} is not a number", package.size)))?;
+    let size: u64 = package.size.trim().parse().map_err(|_| {
+        OmahaError::Invalid(format!("package size {:?} is not a number", package.size))
+    })?;
     if size == 0 {
         return Err(invalid("package size is 0"));
     }
@@ -693,8 +719,11 @@ fn parse_offer(uc: &UpdateCheckResponse) -> Result<Offer, OmahaError> {
         .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| invalid("postinstall action has no sha256"))?;
-    let sha256 = decode_sha256(sha)
-        .ok_or_else(|| OmahaError::Invalid(format!("sha256 {sha:?} is neither base64 nor hex of 32 bytes")))?;
+    let sha256 = decode_sha256(sha).ok_or_else(|| {
+        OmahaError::Invalid(format!(
+            "sha256 {sha:?} is neither base64 nor hex of 32 bytes"
+        ))
+    })?;
     let signed_manifest = match &action.keelson_manifest {
         None => None,
         Some(b) => Some(
@@ -871,12 +900,21 @@ mod tests {
     #[test]
     fn invalid_update_checks_map_to_code_34() {
         let cases = [
-            UPDATE.replace("status=\"ok\">\n   <urls>", "status=\"error-internal\">\n   <urls>"),
-            UPDATE.replace(" sha256=\"b602d630f0a081840d0ca8fc4d35810e42806642b3127bb702d65c3df227d0f5\"", ""),
+            UPDATE.replace(
+                "status=\"ok\">\n   <urls>",
+                "status=\"error-internal\">\n   <urls>",
+            ),
+            UPDATE.replace(
+                " sha256=\"b602d630f0a081840d0ca8fc4d35810e42806642b3127bb702d65c3df227d0f5\"",
+                "",
+            ),
             UPDATE.replace("size=\"23\"", "size=\"0\""),
             UPDATE.replace("size=\"23\"", "size=\"lots\""),
             UPDATE.replace("event=\"postinstall\"", "event=\"preinstall\""),
-            UPDATE.replace("codebase=\"http://index.example.com/webapp:1.0.2\"", "codebase=\"\""),
+            UPDATE.replace(
+                "codebase=\"http://index.example.com/webapp:1.0.2\"",
+                "codebase=\"\"",
+            ),
             UPDATE.replace("sha256=\"b602", "sha256=\"zz02"),
             NOUPDATE.replace("<updatecheck status=\"noupdate\"></updatecheck>", ""),
         ];
@@ -897,11 +935,17 @@ mod tests {
     fn error_codes() {
         assert_eq!(ErrorCode::ROLLBACK.0, 44);
         assert_eq!(ErrorCode::ROLLBACK.name(), "RollbackError");
-        assert_eq!(ErrorCode(44 | ErrorCode::FLAG_RESUMED).base(), ErrorCode::ROLLBACK);
+        assert_eq!(
+            ErrorCode(44 | ErrorCode::FLAG_RESUMED).base(),
+            ErrorCode::ROLLBACK
+        );
         assert_eq!(ErrorCode::http(503).0, 2503);
         assert_eq!(ErrorCode::http(503).name(), "OmahaRequestHTTPResponseBase");
         let ev = Event::rollback();
-        assert_eq!((ev.event_type, ev.event_result, ev.error_code), (3, 0, Some(44)));
+        assert_eq!(
+            (ev.event_type, ev.event_result, ev.error_code),
+            (3, 0, Some(44))
+        );
     }
 
     #[test]

@@ -94,6 +94,14 @@ const EXEC_WATCH_FLAGS: &[Flag] = &[
     HELP,
 ];
 const HEALTH_FLAGS: &[Flag] = &[f(&["forever", "f"], Kind::Bool), HELP];
+const BACKUP_FLAGS: &[Flag] = &[
+    f(&["data-dir"], Kind::Str),
+    f(&["wal-dir"], Kind::Str),
+    f(&["backup-dir"], Kind::Str),
+    f(&["backup-wal-dir"], Kind::Str),
+    f(&["with-v3"], Kind::Bool),
+    HELP,
+];
 
 /// The flags of each command (urfave adds `--help, -h` to all of them).
 fn command_flags(cmd: &str) -> Option<&'static [Flag]> {
@@ -107,6 +115,7 @@ fn command_flags(cmd: &str) -> Option<&'static [Flag]> {
         "watch" => WATCH_FLAGS,
         "exec-watch" => EXEC_WATCH_FLAGS,
         "cluster-health" => HEALTH_FLAGS,
+        "backup" => BACKUP_FLAGS,
         "rmdir" | "member" | "member list" | "member add" | "member remove" | "member update" => {
             HELP_ONLY
         }
@@ -115,7 +124,7 @@ fn command_flags(cmd: &str) -> Option<&'static [Flag]> {
 }
 
 /// Commands etcdctl has that kvctl does not implement (yet).
-pub const UNSUPPORTED: &[&str] = &["backup", "user", "role", "auth", "import"];
+pub const UNSUPPORTED: &[&str] = &["user", "role", "auth", "import"];
 
 /// The result of reading the command line.
 #[derive(Debug, PartialEq, Eq)]
@@ -537,6 +546,8 @@ pub enum Command {
     Member(MemberCommand),
     /// Check the health of the etcd cluster.
     ClusterHealth(ClusterHealthArgs),
+    /// Backup an etcd directory.
+    Backup(BackupArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -643,6 +654,27 @@ pub struct ExecWatchArgs {
     pub after_index: i64,
     #[arg(long, short = 'r')]
     pub recursive: bool,
+    #[arg(allow_hyphen_values = true, num_args = 0..)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Path to the etcd data dir.
+    #[arg(long, default_value = "")]
+    pub data_dir: String,
+    /// Path to the etcd wal dir.
+    #[arg(long, default_value = "")]
+    pub wal_dir: String,
+    /// Path to the backup dir.
+    #[arg(long, default_value = "")]
+    pub backup_dir: String,
+    /// Path to the backup wal dir.
+    #[arg(long, default_value = "")]
+    pub backup_wal_dir: String,
+    /// Backup v3 backend data (Keelson has none: accepted and ignored).
+    #[arg(long)]
+    pub with_v3: bool,
     #[arg(allow_hyphen_values = true, num_args = 0..)]
     pub args: Vec<String>,
 }

@@ -8,13 +8,15 @@
 //! deterministic cluster test. The replicated command is opaque bytes; the
 //! store decides what they mean.
 
+pub mod http_transport;
 mod log_store;
 mod network;
 mod node;
 mod state_machine;
-mod types;
+pub(crate) mod types;
 
 pub use log_store::LogStore;
+pub use http_transport::{HttpTransport, PeerError, PeerStats, PeerTimeouts};
 pub use network::{InProcessRouter, InProcessTransport, Network, PeerClient, RpcResult, Transport};
 pub use node::{KvNode, NodeError, RaftConfig};
 pub use state_machine::{SmStore, StateMachine};

@@ -8,7 +8,7 @@
 //! the cluster issue only adds members.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,9 +22,13 @@ use openraft::{Config as RaftCoreConfig, ServerState, SnapshotPolicy};
 use super::log_store::LogStore;
 use super::network::{Network, Transport};
 use super::state_machine::{SmStore, StateMachine};
-use super::types::{decode_batch, decode_json, encode_json, Payload, PeerNode, Raft, WalIdentity};
-use crate::storage::{Storage, StorageError};
-use crate::wal::{DiskOptions, DiskStorage, DEFAULT_SEGMENT_BYTES};
+use super::types::{
+    decode_batch, decode_entry, decode_json, encode_json, HardState, Meta, Payload, PeerNode, Raft,
+    WalIdentity,
+};
+use crate::storage::{completed_blocking, PurgeMark, Storage, StorageError, StoredSnapshot};
+use crate::wal::snap::{sync_dir, SnapDir};
+use crate::wal::{DiskOptions, DiskStorage, Wal, WalOptions, DEFAULT_SEGMENT_BYTES};
 
 /// A member's Raft and storage settings; names follow etcd's flags.
 #[derive(Debug, Clone)]
@@ -62,6 +66,19 @@ pub struct RaftConfig {
     pub election_timeout: Duration,
     /// How long [`KvNode::shutdown`] waits for in-flight proposals.
     pub shutdown_grace: Duration,
+    /// `--force-new-cluster`: before starting, fold the snapshot and the
+    /// log into a new snapshot whose membership is this member alone, and
+    /// replace the log with an empty one under `member_id`.
+    pub force_new_cluster: bool,
+    /// `--initial-cluster-state existing`: a brand-new member waits for
+    /// the leader to replicate the log to it instead of initializing a
+    /// group of its own.
+    pub join_existing: bool,
+    /// How long a proposal may wait to be committed before it fails
+    /// (etcd's request timeout: 5 s plus two election timeouts). Without
+    /// it a write queued on a leader that lost its quorum would wait
+    /// forever and hold up every proposal behind it.
+    pub request_timeout: Duration,
 }
 
 impl RaftConfig {
@@ -83,6 +100,9 @@ impl RaftConfig {
             heartbeat_interval: Duration::from_millis(100),
             election_timeout: Duration::from_millis(1000),
             shutdown_grace: Duration::from_secs(5),
+            force_new_cluster: false,
+            join_existing: false,
+            request_timeout: Duration::from_secs(7),
         }
     }
 
@@ -150,6 +170,11 @@ pub enum NodeError {
     /// The leader could not confirm its leadership with a quorum.
     #[error("etcdserver: no quorum to serve a linearizable read: {0}")]
     NoQuorum(String),
+    /// The proposal was not committed within the request timeout (no
+    /// quorum, or leadership changed while it was in flight); it may
+    /// still be applied later.
+    #[error("etcdserver: request timed out")]
+    Timeout,
     /// The node is shutting down or has stopped.
     #[error("etcdserver: server stopped")]
     Stopped,
@@ -180,7 +205,11 @@ fn fatal(e: openraft::error::Fatal<u64>) -> NodeError {
 /// it takes the next client write, so one entry per proposal would mean one
 /// fsync per proposal. Instead, whatever proposals queue up while an entry
 /// is being replicated go out together as the next entry.
-async fn run_proposer(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
+async fn run_proposer(
+    raft: Raft,
+    mut rx: mpsc::UnboundedReceiver<Proposal>,
+    timeout: Duration,
+) {
     while let Some(first) = rx.recv().await {
         let mut size = first.payload.len();
         let mut batch = vec![first];
@@ -194,8 +223,11 @@ async fn run_proposer(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
             }
         }
         let commands: Vec<&Vec<u8>> = batch.iter().map(|p| &p.payload).collect();
-        let result = raft.client_write(Payload::batch(&commands)).await;
+        let result =
+            tokio::time::timeout(timeout, raft.client_write(Payload::batch(&commands))).await;
         let answers: Result<(u64, Vec<Vec<u8>>), NodeError> = match result {
+            Err(_) => Err(NodeError::Timeout),
+            Ok(result) => match result {
             Ok(resp) => match decode_batch(&resp.data.0) {
                 Ok(replies) if replies.len() == batch.len() => Ok((
                     resp.log_id.index,
@@ -215,6 +247,7 @@ async fn run_proposer(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
             }
             Err(RaftError::APIError(e)) => Err(NodeError::Raft(e.to_string())),
             Err(RaftError::Fatal(e)) => Err(fatal(e)),
+            },
         };
         match answers {
             Ok((index, replies)) => {
@@ -229,6 +262,138 @@ async fn run_proposer(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
             }
         }
     }
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> NodeError + 'a {
+    move |e| StorageError::io(op, path, e).into()
+}
+
+/// A sibling of `dir` named `<dir><suffix>`.
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    dir.with_file_name(name)
+}
+
+/// `--force-new-cluster` (etcd's `restartAsStandaloneNode`, reshaped for
+/// openraft, which has no way to shrink a membership without a quorum):
+/// replays the newest snapshot and every logged entry into `sm`, writes the
+/// result as a snapshot whose membership is `config.member_id` alone, and
+/// swaps in an empty log purged up to it. Every logged entry is kept, even
+/// past the recorded commit point: the commit point is saved lazily, and on
+/// a one-member group an entry in the log is an acknowledged write.
+/// Rerunnable after a crash at any step: the snapshot is written before
+/// the log is swapped, and a rerun starts from whatever is newest.
+fn force_new_cluster<M: StateMachine>(config: &RaftConfig, sm: &mut M) -> Result<(), NodeError> {
+    use openraft::{CommittedLeaderId, EntryPayload, LogId, Membership, StoredMembership, Vote};
+    use std::collections::BTreeSet;
+
+    let member = config.data_dir.join("member");
+    let wal_dir = config
+        .wal_dir
+        .clone()
+        .unwrap_or_else(|| member.join("wal"));
+    let snap_dir = member.join("snap");
+    let old = DiskStorage::open(DiskOptions::new(
+        &config.data_dir,
+        config.wal_dir.as_deref(),
+    ))?;
+    let mut last: Option<LogId<u64>> = None;
+    if let Some(s) = old.load_snapshot()? {
+        let meta: Meta = decode_json(&s.meta)
+            .map_err(|e| StorageError::Metadata(format!("cannot decode snapshot metadata: {e}")))?;
+        sm.restore(&s.data).map_err(|e| {
+            StorageError::Metadata(format!("cannot restore snapshot {}: {e}", s.index))
+        })?;
+        last = meta.last_log_id;
+    }
+    let from = last.map_or(0, |l| l.index + 1);
+    for (index, bytes) in old.entries(from, u64::MAX) {
+        let e = decode_entry(&bytes).map_err(|e| {
+            StorageError::Metadata(format!("cannot decode log entry {index}: {e}"))
+        })?;
+        if let EntryPayload::Normal(p) = &e.payload {
+            let commands = p.commands().map_err(|e| {
+                StorageError::Metadata(format!("cannot decode log entry {index}: {e}"))
+            })?;
+            for c in commands {
+                sm.apply(index, c);
+            }
+        }
+        last = Some(e.log_id);
+    }
+    let vote_term = match old.hard_state() {
+        Some(b) => decode_json::<HardState>(&b)
+            .map_err(|e| StorageError::Metadata(format!("cannot decode the hard state: {e}")))?
+            .vote
+            .map_or(0, |v| v.leader_id().term),
+        None => 0,
+    };
+    old.close()?;
+    drop(old);
+
+    let id = config.member_id;
+    let fresh = sibling(&wal_dir, ".force-new-cluster");
+    if fresh.exists() {
+        std::fs::remove_dir_all(&fresh).map_err(io_err("remove", &fresh))?;
+    }
+    let mut wal_opts = WalOptions::new(&fresh);
+    wal_opts.segment_bytes = config.segment_bytes;
+    wal_opts.max_wals = config.max_wals;
+    wal_opts.metadata = encode_json(&WalIdentity { member_id: id }).map_err(NodeError::Raft)?;
+    let wal = Wal::open(wal_opts)?;
+    if let Some(l) = last {
+        let term = l.leader_id.term;
+        let lid = LogId::new(CommittedLeaderId::new(term, id), l.index);
+        let membership = Membership::new(
+            vec![BTreeSet::from([id])],
+            BTreeMap::from([(id, config.self_node())]),
+        );
+        let meta = Meta {
+            last_log_id: Some(lid),
+            last_membership: StoredMembership::new(Some(lid), membership),
+            snapshot_id: format!("{term}-{}-force-new-cluster", l.index),
+        };
+        let mark = PurgeMark {
+            index: l.index,
+            meta: encode_json(&lid).map_err(NodeError::Raft)?,
+        };
+        completed_blocking(|d| wal.purge(mark, d))?;
+        let hard = HardState {
+            vote: Some(Vote::new(term.max(vote_term), id)),
+            committed: Some(lid),
+        };
+        let hard = encode_json(&hard).map_err(NodeError::Raft)?;
+        completed_blocking(|d| wal.save_hard_state(hard, true, d))?;
+        wal.close()?;
+        // The snapshot is the data from here on: durable before the old
+        // log goes.
+        SnapDir::open(&snap_dir, config.max_snapshots)?.save(&StoredSnapshot {
+            term,
+            index: l.index,
+            meta: encode_json(&meta).map_err(NodeError::Raft)?,
+            data: sm.snapshot().into(),
+        })?;
+    } else {
+        wal.close()?;
+    }
+    drop(wal);
+    let retired = sibling(&wal_dir, ".pre-force-new-cluster");
+    if retired.exists() {
+        std::fs::remove_dir_all(&retired).map_err(io_err("remove", &retired))?;
+    }
+    std::fs::rename(&wal_dir, &retired).map_err(io_err("rename", &wal_dir))?;
+    std::fs::rename(&fresh, &wal_dir).map_err(io_err("rename", &fresh))?;
+    if let Some(parent) = wal_dir.parent() {
+        sync_dir(parent)?;
+    }
+    std::fs::remove_dir_all(&retired).map_err(io_err("remove", &retired))?;
+    tracing::info!(
+        member_id = %format!("{id:x}"),
+        index = last.map_or(0, |l| l.index),
+        "force-new-cluster: rewrote the data as a one-member cluster"
+    );
+    Ok(())
 }
 
 struct InFlight<'a>(&'a AtomicUsize);
@@ -260,6 +425,17 @@ impl<M: StateMachine> KvNode<M> {
         transport: Arc<dyn Transport>,
     ) -> Result<Self, NodeError> {
         config.validate()?;
+        let sm = if config.force_new_cluster {
+            let c = config.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut sm = sm;
+                force_new_cluster(&c, &mut sm).map(|()| sm)
+            })
+            .await
+            .map_err(|e| NodeError::Raft(format!("--force-new-cluster panicked: {e}")))??
+        } else {
+            sm
+        };
         let mut opts = DiskOptions::new(&config.data_dir, config.wal_dir.as_deref());
         opts.wal.segment_bytes = config.segment_bytes;
         opts.wal.max_wals = config.max_wals;
@@ -315,7 +491,7 @@ impl<M: StateMachine> KvNode<M> {
         )
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
-        if brand_new {
+        if brand_new && !config.join_existing {
             let members = if config.initial_members.is_empty() {
                 BTreeMap::from([(config.member_id, config.self_node())])
             } else {
@@ -327,7 +503,7 @@ impl<M: StateMachine> KvNode<M> {
             }
         }
         let (proposals, rx) = mpsc::unbounded_channel();
-        let proposer = tokio::spawn(run_proposer(raft.clone(), rx));
+        let proposer = tokio::spawn(run_proposer(raft.clone(), rx, config.request_timeout));
         Ok(KvNode {
             proposals,
             proposer: Mutex::new(Some(proposer)),

@@ -75,6 +75,10 @@ pub(crate) fn decode_batch(mut b: &[u8]) -> Result<Vec<&[u8]>, String> {
 pub struct PeerNode {
     pub name: String,
     pub peer_urls: Vec<String>,
+    /// The client URLs the member publishes once it has started (etcd's
+    /// member attributes); empty for a member added but not started yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_urls: Vec<String>,
 }
 
 impl PeerNode {
@@ -82,6 +86,7 @@ impl PeerNode {
         PeerNode {
             name: name.into(),
             peer_urls,
+            client_urls: Vec::new(),
         }
     }
 }

@@ -68,6 +68,10 @@ pub struct ServerConfig {
     pub cors: Vec<String>,
     /// Events kept for `waitIndex` (etcd: 1000).
     pub watch_history: usize,
+    /// `--force-new-cluster`: start as a one-member cluster with a new
+    /// member and cluster ID, keeping every key (restore from `kvctl
+    /// backup`, or recovery after losing quorum). Remove it afterwards.
+    pub force_new_cluster: bool,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +95,7 @@ impl Default for ServerConfig {
             election_timeout: Duration::from_millis(1000),
             cors: vec!["*".into()],
             watch_history: crate::store::DEFAULT_HISTORY_CAPACITY,
+            force_new_cluster: false,
         }
     }
 }
@@ -189,6 +194,25 @@ pub fn cluster_id(member_ids: &[u64]) -> u64 {
     first_u64(&h.finalize())
 }
 
+/// A fresh, non-zero, unpredictable ID (for identities that must not
+/// collide with the ones the data was written under: backups and
+/// `--force-new-cluster`).
+pub fn random_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut h = Sha1::new();
+    h.update(now.to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    // Stack address: differs between runs with ASLR.
+    let local = 0u8;
+    h.update((std::ptr::addr_of!(local) as usize).to_le_bytes());
+    first_u64(&h.finalize()).max(1)
+}
+
 fn first_u64(d: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&d[..8]);
@@ -269,11 +293,6 @@ impl ServerConfig {
                 my_urls.join(","),
                 my_urls
             )));
-        }
-        if members.len() > 1 {
-            return Err(invalid(
-                "multi-member clusters are not supported by this Keelson version yet; --initial-cluster must list only this member",
-            ));
         }
         let ids: Vec<u64> = members
             .iter()

@@ -6,9 +6,10 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use super::cluster::Cluster;
 use super::machine::{ApplyReply, KvStateMachine, Proposal};
 use super::watch::{WatchHub, WatchRegistration};
 use crate::raft::{KvNode, NodeError};
@@ -78,6 +79,9 @@ pub struct KvCore {
     start_time: Timestamp,
     leader_since: Mutex<Option<(u64, Timestamp)>>,
     closing: AtomicBool,
+    /// The peer side (forwarding, membership); unset for a member that
+    /// runs without peers.
+    cluster: OnceLock<Arc<Cluster>>,
 }
 
 fn raft_error(e: NodeError) -> V2Error {
@@ -99,6 +103,65 @@ impl KvCore {
             start_time: now(),
             leader_since: Mutex::new(None),
             closing: AtomicBool::new(false),
+            cluster: OnceLock::new(),
+        }
+    }
+
+    /// The peer side of this member, if it has one.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.get()
+    }
+
+    pub(crate) fn set_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// etcd's request timeout for this member.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// Proposes on the leader, wherever it is: locally when this member
+    /// leads, else forwarded over the peer channel; waits out elections.
+    async fn propose_anywhere(
+        &self,
+        payload: Vec<u8>,
+        deadline: tokio::time::Instant,
+    ) -> Result<(u64, Vec<u8>), NodeError> {
+        loop {
+            let me = self.node.member_id();
+            let attempt = match (self.node.leader_id(), self.cluster.get()) {
+                (Some(l), Some(c)) if l != me => {
+                    c.forward_propose(&self.node, l, payload.clone(), deadline)
+                        .await
+                }
+                _ => self.node.propose(payload.clone()).await,
+            };
+            match attempt {
+                Err(NodeError::NotLeader { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A read index confirmed by the leader and applied here.
+    async fn read_index_anywhere(&self, deadline: tokio::time::Instant) -> Result<u64, NodeError> {
+        loop {
+            let me = self.node.member_id();
+            let attempt = match (self.node.leader_id(), self.cluster.get()) {
+                (Some(l), Some(c)) if l != me => {
+                    c.forward_read_index(&self.node, l, deadline).await
+                }
+                _ => self.node.linearizable_read().await,
+            };
+            match attempt {
+                Err(NodeError::NotLeader { .. }) | Err(NodeError::NoQuorum(_)) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                other => return other,
+            }
         }
     }
 
@@ -161,8 +224,10 @@ impl KvCore {
             now: now(),
         }
         .encode();
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
         let (raft_index, reply) =
-            match tokio::time::timeout(self.request_timeout, self.node.propose(payload)).await {
+            match tokio::time::timeout_at(deadline, self.propose_anywhere(payload, deadline)).await
+            {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => return Err(raft_error(e)),
                 Err(_) => {
@@ -199,7 +264,8 @@ impl KvCore {
     ) -> Result<Read, V2Error> {
         if quorum {
             self.check_open()?;
-            match tokio::time::timeout(self.request_timeout, self.node.linearizable_read()).await {
+            let deadline = tokio::time::Instant::now() + self.request_timeout;
+            match tokio::time::timeout_at(deadline, self.read_index_anywhere(deadline)).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(raft_error(e)),
                 Err(_) => {
@@ -300,8 +366,9 @@ impl KvCore {
         if self.node.leader_id().is_none() || self.closing.load(Ordering::SeqCst) {
             return false;
         }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         matches!(
-            tokio::time::timeout(Duration::from_secs(1), self.node.linearizable_read()).await,
+            tokio::time::timeout_at(deadline, self.read_index_anywhere(deadline)).await,
             Ok(Ok(_))
         )
     }

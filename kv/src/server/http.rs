@@ -157,6 +157,18 @@ pub fn router(state: HttpState) -> Router {
 pub async fn serve_request(state: HttpState, router: Router, req: Request) -> Resp {
     use tower::ServiceExt;
     state.metrics.count(req.method());
+    // Go's server refuses a request URI whose path has a bad escape before
+    // any handler runs (`url.ParseRequestURI`), and closes the connection.
+    if path_unescape(req.uri().path()).is_err() {
+        let mut r = response(
+            StatusCode::BAD_REQUEST,
+            Some("text/plain; charset=utf-8"),
+            "400 Bad Request",
+        );
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
     let cors = cors_origin(&state.cors, req.headers());
     let mut resp = if req.method() == Method::OPTIONS {
         response(StatusCode::OK, None, Bytes::new())
@@ -425,39 +437,64 @@ fn hex_id(id: u64) -> String {
     format!("{id:x}")
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MemberJson {
-    id: String,
-    name: String,
-    #[serde(rename = "peerURLs")]
-    peer_urls: Vec<String>,
-    #[serde(rename = "clientURLs")]
-    client_urls: Vec<String>,
-}
+type MemberJson = crate::client::Member;
 
 fn member_list(core: &KvCore) -> Vec<(u64, MemberJson)> {
-    let me = core.identity();
-    core.node()
-        .members()
+    super::cluster::member_list(core)
         .into_iter()
-        .map(|(id, n)| {
-            let mine = id == me.member_id;
-            (
-                id,
-                MemberJson {
-                    id: hex_id(id),
-                    name: n.name,
-                    peer_urls: n.peer_urls,
-                    client_urls: if mine {
-                        me.client_urls.clone()
-                    } else {
-                        Vec::new()
-                    },
-                },
-            )
-        })
+        .map(|m| (u64::from_str_radix(&m.id, 16).unwrap_or(0), m))
         .collect()
+}
+
+/// `{"peerURLs":[...]}` as etcd's members handler reads it.
+fn peer_urls_body(body: &[u8]) -> Result<Vec<String>, Resp> {
+    #[derive(serde::Deserialize)]
+    struct Req {
+        #[serde(rename = "peerURLs", default)]
+        peer_urls: Vec<String>,
+    }
+    let bad = |m: String| message_error(StatusCode::BAD_REQUEST, &m);
+    let r: Req = serde_json::from_slice(body).map_err(|e| {
+        let m = e.to_string();
+        if m.starts_with("invalid type: string") {
+            bad("json: cannot unmarshal string into Go struct field .peerURLs of type []string".into())
+        } else {
+            bad(format!("json: {m}"))
+        }
+    })?;
+    for u in &r.peer_urls {
+        if let Err(e) = super::config::parse_url(u) {
+            return Err(bad(e.to_string()));
+        }
+    }
+    Ok(r.peer_urls)
+}
+
+async fn member_change(core: &KvCore, op: super::cluster::MemberOp) -> Resp {
+    use super::cluster::MemberOutcome;
+    let Some(cluster) = core.cluster() else {
+        return message_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+    };
+    let deadline = tokio::time::Instant::now() + core.request_timeout();
+    match cluster.member_op(core.node(), op, deadline).await {
+        MemberOutcome::Added { id, node } => {
+            let m = MemberJson {
+                id: hex_id(id),
+                name: node.name,
+                peer_urls: node.peer_urls,
+                client_urls: node.client_urls,
+            };
+            response(StatusCode::CREATED, Some(JSON), format!("{}\n", to_json(&m)))
+        }
+        MemberOutcome::Done => response(StatusCode::NO_CONTENT, None, Bytes::new()),
+        MemberOutcome::Refused { status, message } => message_error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            &message,
+        ),
+        MemberOutcome::NotLeader | MemberOutcome::Busy => {
+            message_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+    }
 }
 
 async fn members(State(state): State<HttpState>, req: Request) -> Resp {
@@ -520,21 +557,46 @@ async fn members_inner(state: &HttpState, req: Request) -> Resp {
                     &format!("Bad Content-Type {ct}, accept application/json"),
                 );
             }
-            tracing::warn!("runtime reconfiguration is not supported by this Keelson version");
-            message_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            let is_post = method == Method::POST;
+            let id = if is_post {
+                0
+            } else {
+                match u64::from_str_radix(&rest, 16) {
+                    Ok(id) => id,
+                    Err(_) => {
+                        return message_error(
+                            StatusCode::NOT_FOUND,
+                            &format!("No such member: {rest}"),
+                        )
+                    }
+                }
+            };
+            let body = match axum::body::to_bytes(req.into_body(), MAX_FORM_BYTES).await {
+                Ok(b) => b,
+                Err(e) => return message_error(StatusCode::BAD_REQUEST, &e.to_string()),
+            };
+            let urls = match peer_urls_body(&body) {
+                Ok(u) => u,
+                Err(r) => return r,
+            };
+            let op = if is_post {
+                super::cluster::MemberOp::Add { peer_urls: urls }
+            } else {
+                super::cluster::MemberOp::Update {
+                    id,
+                    peer_urls: urls,
+                }
+            };
+            member_change(core, op).await
         }
         _ => {
             if rest.is_empty() {
                 return http_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
             }
-            let known = u64::from_str_radix(&rest, 16)
-                .ok()
-                .is_some_and(|id| core.node().members().contains_key(&id));
-            if !known {
+            let Ok(id) = u64::from_str_radix(&rest, 16) else {
                 return message_error(StatusCode::NOT_FOUND, &format!("No such member: {rest}"));
-            }
-            tracing::warn!("runtime reconfiguration is not supported by this Keelson version");
-            message_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            };
+            member_change(core, super::cluster::MemberOp::Remove { id }).await
         }
     }
 }
@@ -628,8 +690,12 @@ async fn stats_self(State(state): State<HttpState>, req: Request) -> Resp {
         state: st,
         start_time: core.start_time().to_rfc3339_nano(),
         leader_info,
-        recv_append_request_cnt: 0,
-        send_append_request_cnt: 0,
+        recv_append_request_cnt: core
+            .cluster()
+            .map_or(0, |c| c.transport().stats().received_appends()),
+        send_append_request_cnt: core
+            .cluster()
+            .map_or(0, |c| c.transport().stats().sent_appends()),
     };
     response(StatusCode::OK, Some(JSON), to_json(&s))
 }
@@ -642,8 +708,26 @@ async fn stats_leader(State(state): State<HttpState>, req: Request) -> Resp {
     if !core.node().is_leader() {
         return message_error(StatusCode::FORBIDDEN, "not current leader");
     }
-    let me = hex_id(core.identity().member_id);
-    let body = format!("{{\"leader\":{},\"followers\":{{}}}}", to_json(&me));
+    #[derive(Serialize)]
+    struct LeaderStats {
+        leader: String,
+        followers: std::collections::BTreeMap<String, crate::raft::http_transport::FollowerStats>,
+    }
+    let me = core.identity().member_id;
+    let followers = core
+        .node()
+        .members()
+        .into_keys()
+        .filter(|id| *id != me)
+        .filter_map(|id| {
+            core.cluster()
+                .map(|c| (hex_id(id), c.transport().stats().follower(id)))
+        })
+        .collect();
+    let body = to_json(&LeaderStats {
+        leader: hex_id(me),
+        followers,
+    });
     response(StatusCode::OK, Some(JSON), body)
 }
 
@@ -662,7 +746,11 @@ async fn machines(State(state): State<HttpState>, req: Request) -> Resp {
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return method_not_allowed("GET,HEAD");
     }
-    let urls = state.core.identity().client_urls.join(", ");
+    let urls = member_list(&state.core)
+        .into_iter()
+        .flat_map(|(_, m)| m.client_urls)
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut r = response(StatusCode::OK, Some(TEXT), urls);
     if req.method() == Method::HEAD {
         *r.body_mut() = Body::empty();

@@ -29,6 +29,7 @@
 //! Keelson's version; internal bookkeeping does not consume etcd indexes, so
 //! a fresh member's first write is index 1, not 4.
 
+mod cluster;
 mod config;
 mod core;
 mod http;
@@ -47,9 +48,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 use tokio::task::JoinSet;
 
+pub use self::cluster::{fetch_cluster, member_id_at, Cluster, MemberOp, MemberOutcome};
 pub use self::config::{
-    cluster_id, member_id, parse_url, parse_url_list, ClusterState, ConfigError, HostPort,
-    ServerConfig,
+    cluster_id, member_id, parse_url, parse_url_list, random_id, ClusterState, ConfigError,
+    HostPort, ServerConfig,
 };
 pub use self::core::{now, Identity, KvCore, Read, Watch, Written};
 pub use self::http::{go_duration, router, serve_request, HttpMetrics, HttpState};
@@ -57,7 +59,7 @@ pub use self::machine::{ApplyReply, KvStateMachine, Proposal};
 pub use self::params::{Form, KeyParams};
 pub use self::watch::{WatchHub, WatchRegistration, WATCHER_BUFFER};
 
-use crate::raft::{InProcessRouter, KvNode, NodeError, PeerNode, RaftConfig};
+use crate::raft::{HttpTransport, KvNode, NodeError, PeerNode, PeerTimeouts, RaftConfig};
 
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -94,10 +96,50 @@ pub struct KvServerHandle {
     tasks: tokio::sync::Mutex<JoinSet<()>>,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredIdentity {
-    member_id: u64,
-    cluster_id: u64,
+/// `<data-dir>/keelson-member.json`: who this data directory belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct StoredIdentity {
+    pub(crate) member_id: u64,
+    pub(crate) cluster_id: u64,
+    /// Written by `kvctl backup`: the IDs are fresh and the copy may only
+    /// be started with `--force-new-cluster`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) from_backup: bool,
+}
+
+pub(crate) const IDENTITY_FILE: &str = "keelson-member.json";
+
+/// Reads the identity file, `None` when there is none.
+pub(crate) fn read_identity(data_dir: &Path) -> Result<Option<StoredIdentity>, ServerError> {
+    let path = data_dir.join(IDENTITY_FILE);
+    match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| ServerError::Identity {
+                path: path.clone(),
+                reason: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ServerError::Io { path, source }),
+    }
+}
+
+/// Replaces the identity file atomically (temp file, sync, rename).
+pub(crate) fn write_identity(data_dir: &Path, id: &StoredIdentity) -> Result<(), ServerError> {
+    use std::io::Write;
+    let path = data_dir.join(IDENTITY_FILE);
+    let io = |path: &Path, source| ServerError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(data_dir).map_err(|e| io(data_dir, e))?;
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec(id).unwrap_or_default();
+    std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
+        .map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+    Ok(())
 }
 
 /// The IDs recorded in the data directory at first start win over the
@@ -107,37 +149,33 @@ fn load_or_store_identity(
     data_dir: &Path,
     member_id: u64,
     cluster_id: u64,
-) -> Result<(u64, u64), ServerError> {
-    let path = data_dir.join("keelson-member.json");
-    let io = |source| ServerError::Io {
-        path: path.clone(),
-        source,
-    };
-    match std::fs::read(&path) {
-        Ok(b) => {
-            let s: StoredIdentity =
-                serde_json::from_slice(&b).map_err(|e| ServerError::Identity {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-            Ok((s.member_id, s.cluster_id))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir).map_err(|e| ServerError::Io {
-                path: data_dir.to_owned(),
-                source: e,
-            })?;
+    force_new_cluster: bool,
+) -> Result<StoredIdentity, ServerError> {
+    match read_identity(data_dir)? {
+        // A backup already carries fresh IDs; any other data directory
+        // forced into a new cluster gets new ones, so that it can never be
+        // mistaken for (or rejoin) the cluster it came from.
+        Some(s) if force_new_cluster && s.from_backup => Ok(s),
+        _ if force_new_cluster => Ok(StoredIdentity {
+            member_id: random_id(),
+            cluster_id: random_id(),
+            from_backup: false,
+        }),
+        Some(s) if s.from_backup => Err(ConfigError::Invalid(format!(
+            "{} is a backup made by `etcdctl backup`: start it once with --force-new-cluster",
+            data_dir.display()
+        ))
+        .into()),
+        Some(s) => Ok(s),
+        None => {
             let s = StoredIdentity {
                 member_id,
                 cluster_id,
+                from_backup: false,
             };
-            let tmp = path.with_extension("json.tmp");
-            let bytes = serde_json::to_vec(&s).unwrap_or_default();
-            std::fs::write(&tmp, bytes).map_err(io)?;
-            std::fs::rename(&tmp, &path).map_err(io)?;
-            Ok((member_id, cluster_id))
+            write_identity(data_dir, &s)?;
+            Ok(s)
         }
-        Err(e) => Err(io(e)),
     }
 }
 
@@ -167,23 +205,23 @@ async fn bind(url: &str) -> Result<TcpListener, ServerError> {
 impl KvServer {
     /// Starts a member: see the module documentation.
     pub async fn start(config: ServerConfig) -> Result<KvServerHandle, ServerError> {
-        let (flag_member, flag_cluster) = config.validate()?;
-        if config.initial_cluster_state == ClusterState::Existing
-            && !config.data_dir.join("keelson-member.json").exists()
-        {
-            return Err(ConfigError::Invalid(
-                "joining an existing cluster is not supported by this Keelson version yet".into(),
-            )
-            .into());
+        let (mut flag_member, mut flag_cluster) = config.validate()?;
+        let joining = config.initial_cluster_state == ClusterState::Existing
+            && !config.force_new_cluster
+            && !config.data_dir.join(IDENTITY_FILE).exists();
+        if joining {
+            (flag_member, flag_cluster) = join_existing(&config).await?;
         }
-        let (member, cluster) = {
+        let ident = {
             let dir = config.data_dir.clone();
+            let force = config.force_new_cluster;
             tokio::task::spawn_blocking(move || {
-                load_or_store_identity(&dir, flag_member, flag_cluster)
+                load_or_store_identity(&dir, flag_member, flag_cluster, force)
             })
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))??
         };
+        let (member, cluster) = (ident.member_id, ident.cluster_id);
         // Bind first, so a port in use fails before touching Raft.
         let mut listeners = Vec::new();
         for u in &config.listen_client_urls {
@@ -197,6 +235,20 @@ impl KvServer {
             listeners.push((l, url));
         }
         let client_urls: Vec<String> = listeners.iter().map(|(_, u)| u.clone()).collect();
+        // A lone member binds its peer port on a best-effort basis (an
+        // embedded store has no use for it); a cluster needs it.
+        let alone = config.initial_members()?.len() <= 1
+            && config.initial_cluster_state == ClusterState::New;
+        let mut peer_listeners = Vec::new();
+        for u in &config.listen_peer_urls {
+            match bind(u).await {
+                Ok(l) => peer_listeners.push(l),
+                Err(e) if alone => {
+                    tracing::warn!(error = %e, "cannot listen for peers; a one-member cluster runs without")
+                }
+                Err(e) => return Err(e),
+            }
+        }
         // An advertised URL that names a port-0 listener advertises the
         // port actually bound.
         let advertised = if config.advertise_client_urls.is_empty() {
@@ -233,21 +285,52 @@ impl KvServer {
         rc.quota_backend_bytes = config.quota_backend_bytes;
         rc.heartbeat_interval = config.heartbeat_interval;
         rc.election_timeout = config.election_timeout;
+        rc.force_new_cluster = config.force_new_cluster;
+        if !config.force_new_cluster {
+            rc.initial_members = config
+                .initial_members()?
+                .into_iter()
+                .map(|(name, urls)| {
+                    (
+                        member_id(&urls, &config.initial_cluster_token),
+                        PeerNode::new(name, urls),
+                    )
+                })
+                .collect();
+        }
+        rc.join_existing = config.initial_cluster_state == ClusterState::Existing;
+        // etcd's request timeout: 5 s plus two election timeouts.
+        let request_timeout = Duration::from_secs(5) + config.election_timeout * 2;
+        rc.request_timeout = request_timeout;
 
         let hub = WatchHub::new();
-        let router = InProcessRouter::new();
+        let transport = HttpTransport::new(
+            member,
+            cluster,
+            PeerTimeouts::for_election_timeout(config.election_timeout),
+        );
         let node = KvNode::start(
             rc,
             KvStateMachine::new(hub.clone(), config.watch_history),
-            router.transport_for(member),
+            Arc::new(transport.clone()),
         )
         .await?;
-        router.register(member, node.raft().clone());
-        if let Err(e) = node.wait_for_leader(config.election_timeout * 10).await {
-            tracing::warn!(error = %e, "no leader yet; serving anyway");
+        if config.force_new_cluster {
+            // Only once the log carries the new identity.
+            let dir = config.data_dir.clone();
+            let fresh = StoredIdentity {
+                from_backup: false,
+                ..ident
+            };
+            tokio::task::spawn_blocking(move || write_identity(&dir, &fresh))
+                .await
+                .map_err(|e| NodeError::Raft(e.to_string()))??;
+            tracing::warn!(
+                member_id = %format!("{member:x}"),
+                cluster_id = %format!("{cluster:x}"),
+                "forced a new one-member cluster from the existing data; remove --force-new-cluster for later starts"
+            );
         }
-        // etcd's request timeout: 5 s plus two election timeouts.
-        let request_timeout = Duration::from_secs(5) + config.election_timeout * 2;
         let identity = Identity {
             name: config.name.clone(),
             member_id: member,
@@ -256,6 +339,32 @@ impl KvServer {
             client_urls: advertised,
         };
         let core = Arc::new(KvCore::new(node, hub, identity, request_timeout));
+        let peers = Arc::new(Cluster::new(
+            transport.clone(),
+            config.initial_cluster_token.clone(),
+        ));
+        core.set_cluster(peers.clone());
+        let (stop, stop_rx) = signal::channel(false);
+        let mut tasks = JoinSet::new();
+        for l in peer_listeners {
+            if let Ok(a) = l.local_addr() {
+                tracing::info!(addr = %a, "listening for peers");
+            }
+            let app = cluster::peer_router(core.clone(), peers.clone());
+            tasks.spawn(cluster::serve_peers(l, app, stop_rx.clone()));
+        }
+        tasks.spawn(cluster::maintain_membership(
+            core.clone(),
+            peers.clone(),
+            stop_rx.clone(),
+        ));
+        if let Err(e) = core
+            .node()
+            .wait_for_leader(config.election_timeout * 10)
+            .await
+        {
+            tracing::warn!(error = %e, "no leader yet; serving anyway");
+        }
         core.observe_leader();
         tracing::info!(
             name = %config.name,
@@ -264,8 +373,6 @@ impl KvServer {
             "member started"
         );
 
-        let (stop, stop_rx) = signal::channel(false);
-        let mut tasks = JoinSet::new();
         let state = HttpState {
             core: core.clone(),
             cors: Arc::new(config.cors.clone()),
@@ -388,7 +495,78 @@ async fn leader_observer(core: Arc<KvCore>, mut stop: signal::Receiver<bool>) {
     }
 }
 
+/// `--initial-cluster-state existing` on a first start: asks the other
+/// members listed in `--initial-cluster` for the member list and the
+/// cluster ID, and finds this member in it by its peer URLs (it must have
+/// been added with `member add` first). Returns member and cluster ID.
+async fn join_existing(config: &ServerConfig) -> Result<(u64, u64), ServerError> {
+    let mut mine = config.initial_advertise_peer_urls.clone();
+    mine.sort();
+    let listed = config.initial_members()?;
+    let others: Vec<String> = listed
+        .iter()
+        .filter(|(name, _)| *name != config.name)
+        .flat_map(|(_, urls)| urls.clone())
+        .collect();
+    if others.is_empty() {
+        return Err(ConfigError::Invalid(
+            "--initial-cluster-state existing needs the other members in --initial-cluster".into(),
+        )
+        .into());
+    }
+    let wait = config.election_timeout * 5 + Duration::from_secs(5);
+    let (cluster, members) = fetch_cluster(&others, wait)
+        .await
+        .map_err(ConfigError::Invalid)?;
+    let described = || {
+        members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_urls.join(",")))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if members.len() != listed.len() {
+        return Err(ConfigError::Invalid(format!(
+            "error validating peerURLs {{ClusterID:{cluster:x} Members:[{}]}}: member count is unequal",
+            described()
+        ))
+        .into());
+    }
+    let found = members.iter().find(|m| {
+        let mut p = m.peer_urls.clone();
+        p.sort();
+        p == mine
+    });
+    let Some(me) = found else {
+        return Err(ConfigError::Invalid(format!(
+            "error validating peerURLs {{ClusterID:{cluster:x} Members:[{}]}}: this member's peer URLs {} are not in the cluster; add it first with `etcdctl member add {} {}`",
+            described(),
+            mine.join(","),
+            config.name,
+            mine.join(",")
+        ))
+        .into());
+    };
+    let id = u64::from_str_radix(&me.id, 16).map_err(|_| {
+        ConfigError::Invalid(format!("the cluster lists a bad member ID {:?}", me.id))
+    })?;
+    tracing::info!(member_id = %me.id, cluster_id = %format!("{cluster:x}"), "joining the existing cluster");
+    Ok((id, cluster))
+}
+
 impl KvServerHandle {
+    /// Resolves when this member has been removed from its cluster (it
+    /// stops serving as a member; the daemon exits).
+    pub async fn removed(&self) {
+        let mut rx = match self.core.cluster() {
+            Some(c) => c.transport().removed(),
+            None => return std::future::pending().await,
+        };
+        if rx.wait_for(|r| *r).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// The client URLs actually bound (port 0 resolved).
     pub fn client_urls(&self) -> &[String] {
         &self.client_urls

@@ -245,6 +245,51 @@ fn recover(dir: &Path, names: &[(u64, String)]) -> Result<(Recovered, Option<u64
     ))
 }
 
+/// What a log directory holds, read without locking or modifying it.
+#[derive(Debug, Clone)]
+pub struct LogContents {
+    /// The metadata recorded when the log was created.
+    pub metadata: Bytes,
+    /// The last hard state saved.
+    pub hard_state: Option<Bytes>,
+    /// How far the log was purged.
+    pub purged: Option<PurgeMark>,
+    /// The live entries, in index order.
+    pub entries: Vec<(u64, Bytes)>,
+}
+
+/// Reads a WAL directory that another process may be writing (`kvctl
+/// backup` on a running member): no lock is taken and nothing is modified.
+/// A torn tail on the newest segment is the writer's record in progress and
+/// is left out; a segment deleted while reading surfaces as an I/O error
+/// that the caller can retry.
+pub fn read_log(dir: &Path) -> Result<LogContents, StorageError> {
+    let mut names = Vec::new();
+    let rd = fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| StorageError::io("list", dir, e))?;
+        if let Some(name) = entry.file_name().to_str() {
+            if let Some(seq) = parse_segment_name(name) {
+                names.push((seq, name.to_string()));
+            }
+        }
+    }
+    names.sort();
+    if names.is_empty() {
+        return Err(StorageError::Gap(format!(
+            "no WAL segment files in {}",
+            dir.display()
+        )));
+    }
+    let (r, _) = recover(dir, &names)?;
+    Ok(LogContents {
+        metadata: r.metadata,
+        hard_state: r.image.hard_state.clone(),
+        purged: r.image.purged.clone(),
+        entries: r.image.range(0, u64::MAX),
+    })
+}
+
 /// Creates a segment atomically (temp file, header, sync, rename, sync dir).
 fn create_segment(
     dir: &Path,

@@ -67,6 +67,15 @@ impl SnapDir {
         Ok(d)
     }
 
+    /// A handle for reading a directory another process may be writing:
+    /// nothing is created or cleaned up.
+    pub fn open_read_only(dir: impl Into<PathBuf>) -> Self {
+        SnapDir {
+            dir: dir.into(),
+            max_snapshots: 0,
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
