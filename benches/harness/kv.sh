@@ -11,6 +11,7 @@
 #   --memory    1M keys x 100 B: RSS vs raw bytes and restart time (~5-15 min);
 #               writes benches/results/kv-memory.json and BENCHMARKS.md
 #   --etcd-only both slots run etcd: checks the harness without a keelson build
+#               (writes kv-etcd-only-*.json, never BENCHMARKS.md)
 #   --no-doc    do not touch BENCHMARKS.md
 #   --build     run `cargo build --release -p keelson-cli --bin keelson` first
 #
@@ -25,12 +26,13 @@ results="$root/benches/results"
 py=/usr/bin/python3
 command_line="benches/harness/kv.sh${*:+ $*}"
 
-mode=throughput quick=0 doc=1 build=0
+mode=throughput quick=0 doc=1 build=0 etcd_only=0
 passthrough=()
 for a in "$@"; do
     case "$a" in
         --quick) quick=1; passthrough+=("$a") ;;
         --memory) mode=memory; passthrough+=("$a") ;;
+        --etcd-only) etcd_only=1; passthrough+=("$a") ;;
         --no-doc) doc=0 ;;
         --build) build=1 ;;
         -h|--help) sed -n '2,19p' "$0"; exec "$py" "$here/kv_bench.py" --help ;;
@@ -79,7 +81,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
 mkdir -p "$results"
-if [ "$mode" = memory ]; then
+if [ "$etcd_only" = 1 ]; then
+    # A harness check must not overwrite the published Keelson figures.
+    out="$results/kv-etcd-only-$mode.json"
+    doc=0
+elif [ "$mode" = memory ]; then
     out="$results/kv-memory.json"
 elif [ "$quick" = 1 ]; then
     out="$results/kv-quick.json"

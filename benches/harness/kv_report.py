@@ -173,8 +173,10 @@ def header_lines(res):
         busy = (f"; under load the servers averaged only {min(cpus):.2f}-{max(cpus):.2f} of their core"
                 if cpus else "")
         lines.append(f"- **Busy machine**: other builds were running (load average up to {max(ones):.2f} on "
-                     f"{m['nproc']} cores){busy}. Both servers shared that handicap in interleaved runs, but "
-                     f"absolute figures are low and noisy; re-run on an idle machine before drawing fine conclusions.")
+                     f"{m['nproc']} cores){busy}. " + ("Both servers shared that handicap in interleaved runs, but "
+                     if res.get("kind") != "memory" else "The two servers ran one after the other, so the "
+                     "handicap may differ between them; ") + "absolute figures are low and noisy; re-run on an "
+                     "idle machine before drawing fine conclusions.")
     if res.get("etcd_only"):
         lines.append("- NOTE: `--etcd-only` run: both slots are etcd (harness check), not Keelson.")
     return lines

@@ -106,7 +106,12 @@ fn failover_under_load_rejoin_and_quorum_loss() {
             while !stop.load(Ordering::SeqCst) {
                 i += 1;
                 let addr = addrs[(i as usize) % addrs.len()];
-                let a = http(addr, "PUT", &format!("/v2/keys/load/{i}"), &format!("value={i}"));
+                let a = http(
+                    addr,
+                    "PUT",
+                    &format!("/v2/keys/load/{i}"),
+                    &format!("value={i}"),
+                );
                 if a.is_some_and(|a| a.status == 201) {
                     acked.lock().unwrap().push(i);
                 }
@@ -180,11 +185,21 @@ fn failover_under_load_rejoin_and_quorum_loss() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(out.ends_with("cluster is healthy\n"), "{out}");
-    let o = run("etcdctl", &["--endpoints", &eps, "set", "/from-etcdctl", "x"], &v2);
+    let o = run(
+        "etcdctl",
+        &["--endpoints", &eps, "set", "/from-etcdctl", "x"],
+        &v2,
+    );
     assert!(o.status.success(), "{:?}", text(&o));
     let o = run(
         "etcdctl",
-        &["--endpoints", &ms[f2].client_url(), "get", "--quorum", "/from-etcdctl"],
+        &[
+            "--endpoints",
+            &ms[f2].client_url(),
+            "get",
+            "--quorum",
+            "/from-etcdctl",
+        ],
         &v2,
     );
     assert_eq!(text(&o).0, "x\n", "{:?}", text(&o));
@@ -216,7 +231,11 @@ fn all_refs(ms: &[Member]) -> Vec<&Member> {
 
 /// `kvctl member add` output: the ID and the `ETCD_INITIAL_CLUSTER` line.
 fn member_add(eps: &str, name: &str, peer: &str) -> (String, String) {
-    let o = run(KVCTL, &["--endpoints", eps, "member", "add", name, peer], &[]);
+    let o = run(
+        KVCTL,
+        &["--endpoints", eps, "member", "add", name, peer],
+        &[],
+    );
     let (out, err) = text(&o);
     assert!(o.status.success(), "member add: {out}{err}");
     let id = out
@@ -231,7 +250,10 @@ fn member_add(eps: &str, name: &str, peer: &str) -> (String, String) {
         .unwrap_or_default()
         .trim_matches('"')
         .to_owned();
-    assert!(out.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "{out}");
+    assert!(
+        out.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""),
+        "{out}"
+    );
     (id, ic)
 }
 
@@ -262,7 +284,7 @@ fn add_remove_replace_update_and_wrong_token() {
     let ip4 = "127.0.0.14";
     let mut m4 = Member::new("core-04", ip4, dir.path(), (free_port(ip4), free_port(ip4)));
     let (id4, ic) = member_add(&eps, "core-04", &m4.peer_url());
-    assert!(ic.ends_with(&format!("core-04={}", m4.peer_url())), "{ic}");
+    assert!(ic.contains(&format!("core-04={}", m4.peer_url())), "{ic}");
     let listed = kvctl_out(&eps, &["member", "list"]);
     assert!(
         listed.contains(&format!("{id4}[unstarted]: peerURLs={}", m4.peer_url())),
@@ -282,7 +304,11 @@ fn add_remove_replace_update_and_wrong_token() {
     wait_converged(&four);
     let eps4 = endpoints(&four);
     let health = kvctl_out(&eps4, &["cluster-health"]);
-    assert_eq!(health.matches("is healthy").count(), 4, "{health}");
+    assert_eq!(
+        health.matches(" is healthy: got healthy result").count(),
+        4,
+        "{health}"
+    );
     assert!(health.ends_with("cluster is healthy\n"), "{health}");
 
     // Remove it again: the removed process exits by itself.
@@ -355,7 +381,11 @@ fn add_remove_replace_update_and_wrong_token() {
     // never joins it.
     let ip6 = "127.0.0.16";
     let mut m6 = Member::new("core-06", ip6, dir.path(), (free_port(ip6), free_port(ip6)));
-    let ic6 = format!("{},core-01={}", m6.initial_cluster_entry(), ms[0].peer_url());
+    let ic6 = format!(
+        "{},core-01={}",
+        m6.initial_cluster_entry(),
+        ms[0].peer_url()
+    );
     m6.start(&ic6, "new", "some-other-token");
     eventually("the stranger to be refused", LONG, || {
         ms[0]

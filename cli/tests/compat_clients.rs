@@ -93,7 +93,8 @@ fn etcdctl(server: &Server, args: &[&str]) -> (i32, String, String) {
 }
 
 /// The first `n` lines a long-running etcdctl command prints, then kill it.
-fn etcdctl_lines(server: &Server, args: &[&str], n: usize) -> Vec<String> {
+/// `then` runs once the command had a moment to start watching.
+fn etcdctl_lines(server: &Server, args: &[&str], n: usize, then: &dyn Fn()) -> Vec<String> {
     let mut child = Command::new("etcdctl")
         .env("ETCDCTL_API", "2")
         .arg("--endpoints")
@@ -113,6 +114,8 @@ fn etcdctl_lines(server: &Server, args: &[&str], n: usize) -> Vec<String> {
             }
         }
     });
+    std::thread::sleep(Duration::from_millis(700));
+    then();
     let mut lines = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while lines.len() < n {
@@ -178,27 +181,29 @@ fn etcdctl_transcript(s: &Server, name: &str) -> String {
         s,
         &["watch", "--forever", "--recursive", "--after-index", &after, "/w"],
         4,
+        &|| {},
     );
     t.push_str(&format!("$ etcdctl watch -f -r --after-index <i-1> /w\n{}\n", lines.join("\n")));
+    // exec-watch from now on (with --after-index the oracle's exec-watch
+    // adds one to the index twice; not something to build a test on).
     let lines = etcdctl_lines(
         s,
         &[
             "exec-watch",
             "--recursive",
-            "--after-index",
-            &after,
             "/w",
             "--",
             "sh",
             "-c",
             "echo \"A=$ETCD_WATCH_ACTION K=$ETCD_WATCH_KEY V=$ETCD_WATCH_VALUE\"",
         ],
-        2,
+        1,
+        &|| {
+            let (code, _, _) = etcdctl(s, &["set", "/w/k", "third"]);
+            assert_eq!(code, 0);
+        },
     );
-    let mut lines = lines;
-    // exec-watch runs the commands asynchronously: order is not promised.
-    lines.sort();
-    t.push_str(&format!("$ etcdctl exec-watch -r --after-index <i-1> /w -- sh -c ...\n{}\n", lines.join("\n")));
+    t.push_str(&format!("$ etcdctl exec-watch -r /w -- sh -c ... (then set /w/k third)\n{}\n", lines.join("\n")));
     t
 }
 
@@ -209,6 +214,7 @@ fn debian_etcdctl_v2_sees_the_same_as_against_etcd() {
     let e = start_etcd(dir.path());
     let kt = etcdctl_transcript(&k, "k1");
     let et = etcdctl_transcript(&e, "e1");
+    eprintln!("{kt}");
     assert!(
         kt.contains("isLeader=true") && kt.contains("cluster is healthy"),
         "{kt}"
@@ -270,12 +276,6 @@ try:
 except etcd.EtcdNotFile as e:
     print('not a file', type(e).__name__)
 show('delete-dir', c.delete('/py/dir', recursive=True))
-try:
-    c.read('/py/k', wait=True, waitIndex=1)
-except etcd.EtcdEventIndexCleared as e:
-    print('cleared', type(e).__name__)
-except Exception as e:
-    print('watch from index 1:', type(e).__name__)
 print('machines', len(c.machines))
 print('leader', sorted(c.leader.keys()))
 "#;
@@ -315,6 +315,7 @@ fn python_etcd_sees_the_same_as_against_etcd() {
     let e = start_etcd(dir.path());
     let kt = python_run(&script, &k);
     let et = python_run(&script, &e);
+    eprintln!("{kt}");
     assert!(kt.contains("in-order increasing True"), "{kt}");
     assert_eq!(kt, et, "\n--- keelson ---\n{kt}\n--- etcd ---\n{et}");
 }

@@ -8,10 +8,13 @@
 //! (`subnet.env` and Docker options), [`backend`] (the data paths) and
 //! [`daemon`] (the driver that wires them to a [`KvClient`](keelson_kv::client::KvClient)).
 
+pub mod admin;
 pub mod backend;
 pub mod cidr;
 pub mod config;
+pub mod daemon;
 pub mod env;
+pub mod iptables;
 pub mod lease;
 pub mod manager;
 pub mod memkv;
@@ -20,4 +23,5 @@ pub use cidr::Ipv4Net;
 pub use config::{BackendConfig, BackendType, ConfigError, NetworkConfig};
 pub use lease::{Lease, LeaseAttrs};
 pub use manager::{Action, Input, LeaseError, LeaseEvent, LeaseManager, ManagerOptions};
+pub use daemon::{Overlay, OverlayConfig, OverlayError};
 pub use memkv::MemKv;

@@ -266,6 +266,12 @@ impl Engine {
         }
     }
 
+    /// Moves the first (or next) scheduled check to `at` (a daemon flag such
+    /// as `--first-check-delay`, for tests and impatient operators).
+    pub fn schedule_check_at(&mut self, at: u64) {
+        self.next_check = at;
+    }
+
     /// When the next periodic check is due.
     pub fn next_wakeup(&self) -> u64 {
         self.next_check

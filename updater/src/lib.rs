@@ -33,12 +33,15 @@
 //! assert_eq!(t.boot_next(), Some(Slot::B)); // the try is spent
 //! assert_eq!(t.boot_next(), Some(Slot::A)); // never marked good: back to A
 //! ```
+pub mod admin;
+pub mod api;
 pub mod config;
 pub mod driver;
 pub mod engine;
 pub mod gpt;
 pub mod omaha;
 pub mod payload;
+pub mod rollout;
 pub mod server;
 pub mod slots;
 pub mod version;

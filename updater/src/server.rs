@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -18,7 +18,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use base64::Engine as _;
 use serde::Serialize;
 
@@ -27,7 +27,8 @@ use crate::omaha::{
     EventAck, Manifest, Package, Packages, Ping, Request, Response, ResponseApp,
     UpdateCheckResponse, Url, Urls,
 };
-use crate::payload::{inspect_manifest, PayloadError, VerifiedManifest};
+use crate::payload::{inspect_manifest, PayloadError, TrustedKeys, VerifiedManifest};
+use crate::rollout::{Decision, GroupRollout, Outcome, Policy, PolicyError, Refusal};
 use crate::version::Version;
 
 /// Errors managing the server's model.
@@ -46,8 +47,34 @@ pub enum ServerError {
         expected: u64,
         actual: u64,
     },
-    #[error("no package with version {0}")]
+    #[error("no package with version {0}; upload it first")]
     NoPackage(Version),
+    #[error("no group {0:?}; create it first")]
+    NoGroup(String),
+    #[error("group {0:?} already exists")]
+    GroupExists(String),
+    #[error("bad group id {0:?}: use letters, digits, '-', '_' and '.'")]
+    BadGroupId(String),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("rejected upload: {0}")]
+    Upload(String),
+    #[error("the server has no data directory; start it with --data-dir to accept uploads")]
+    NoDataDir,
+    #[error("I/O error {context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("cannot load server state {path}: {reason}; fix or move the file")]
+    State { path: PathBuf, reason: String },
+}
+
+impl ServerError {
+    fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| ServerError::Io { context, source }
+    }
 }
 
 /// A hosted package.
@@ -61,7 +88,7 @@ pub struct HostedPackage {
 }
 
 /// What the server knows about a machine's progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum InstanceStatus {
     /// Seen, nothing in progress.
@@ -78,10 +105,12 @@ pub enum InstanceStatus {
     Error,
     /// Booted back into the old version (error 44).
     RolledBack,
+    /// Newer version available, but the group's rollout policy refused it for now.
+    OnHold,
 }
 
 /// A machine, as the server sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Instance {
     pub id: String,
     pub version: String,
@@ -93,6 +122,8 @@ pub struct Instance {
     pub last_error: Option<u32>,
     /// Every event received: (type, result, errorcode).
     pub events: Vec<(u32, u32, Option<u32>)>,
+    /// Why the last check was refused by the rollout policy.
+    pub hold_reason: Option<Refusal>,
 }
 
 /// Injected faults for tests of the client's error handling.
@@ -110,10 +141,72 @@ pub struct Faults {
 struct Model {
     app_id: String,
     base_url: String,
-    groups: BTreeMap<String, Version>,
+    groups: BTreeMap<String, GroupRollout>,
     packages: BTreeMap<Version, HostedPackage>,
     instances: BTreeMap<String, Instance>,
     faults: Faults,
+    data_dir: Option<PathBuf>,
+    upload_keys: Option<TrustedKeys>,
+}
+
+/// A group as the admin API shows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct GroupView {
+    pub id: String,
+    pub version: Option<String>,
+    pub policy: Policy,
+    pub paused_reason: Option<String>,
+    pub updates_in_progress: u32,
+    pub updates_timed_out: u32,
+    pub updates_attempted: u32,
+}
+
+/// A package as the admin API shows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct PackageView {
+    pub version: String,
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Serialize, serde::Deserialize, Default)]
+struct SavedState {
+    groups: BTreeMap<String, GroupRollout>,
+}
+
+const STATE_FILE: &str = "state.json";
+const PACKAGES_DIR: &str = "packages";
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s != "."
+        && s != ".."
+}
+
+fn group_view(id: &str, g: &GroupRollout) -> GroupView {
+    GroupView {
+        id: id.to_string(),
+        version: g.version.as_ref().map(ToString::to_string),
+        policy: g.policy.clone(),
+        paused_reason: g.paused_reason.clone(),
+        updates_in_progress: g.in_progress(),
+        updates_timed_out: g.timed_out(),
+        updates_attempted: u32::try_from(g.attempts.len()).unwrap_or(u32::MAX),
+    }
+}
+
+fn package_view(p: &HostedPackage) -> PackageView {
+    PackageView {
+        version: p.manifest.release.to_string(),
+        name: p.manifest.name.clone(),
+        size: p.manifest.length,
+        sha256: hex::encode(p.manifest.sha256),
+    }
 }
 
 /// The update server's state; cheap to clone, shared with the HTTP handlers.
@@ -182,14 +275,254 @@ impl UpdateServer {
         Ok(version)
     }
 
-    /// Points a group (channel) at a package version (promote).
+    /// Points a group (channel) at a package version, creating the group with
+    /// the default policy if needed.
     pub fn set_group(&self, group: &str, version: &Version) -> Result<(), ServerError> {
         let mut m = self.model();
         if !m.packages.contains_key(version) {
             return Err(ServerError::NoPackage(version.clone()));
         }
-        m.groups.insert(group.to_string(), version.clone());
-        Ok(())
+        m.groups
+            .entry(group.to_string())
+            .or_default()
+            .promote(version.clone());
+        m.save()
+    }
+
+    /// A server keeping packages and groups in `data_dir` (loaded now, saved on
+    /// every change), so a restart loses nothing.
+    pub fn open(data_dir: &Path, app_id: &str, base_url: &str) -> Result<Self, ServerError> {
+        let srv = Self::new(app_id, base_url);
+        let pkgs = data_dir.join(PACKAGES_DIR);
+        std::fs::create_dir_all(&pkgs)
+            .map_err(ServerError::io(format!("creating {}", pkgs.display())))?;
+        let state_path = data_dir.join(STATE_FILE);
+        let saved: SavedState = match std::fs::read(&state_path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| ServerError::State {
+                path: state_path.clone(),
+                reason: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SavedState::default(),
+            Err(e) => {
+                return Err(ServerError::io(format!("reading {}", state_path.display()))(e))
+            }
+        };
+        let mut manifests = Vec::new();
+        for v in std::fs::read_dir(&pkgs)
+            .map_err(ServerError::io(format!("reading {}", pkgs.display())))?
+            .flatten()
+        {
+            let Ok(entries) = std::fs::read_dir(v.path()) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.to_string_lossy().ends_with(".manifest.json") {
+                    manifests.push(p);
+                }
+            }
+        }
+        manifests.sort();
+        for mpath in manifests {
+            let bytes = std::fs::read(&mpath)
+                .map_err(ServerError::io(format!("reading {}", mpath.display())))?;
+            let man = inspect_manifest(&bytes).map_err(|e| ServerError::State {
+                path: mpath.clone(),
+                reason: e.to_string(),
+            })?;
+            let payload = mpath.with_file_name(&man.name);
+            srv.add_package(payload, bytes)?;
+        }
+        {
+            let mut m = srv.model();
+            m.groups = saved.groups;
+            m.data_dir = Some(data_dir.to_path_buf());
+        }
+        Ok(srv)
+    }
+
+    /// Accept uploads only when their manifest verifies with one of these keys.
+    pub fn require_upload_signatures(&self, keys: TrustedKeys) {
+        self.model().upload_keys = Some(keys);
+    }
+
+    /// Every hosted package, oldest version first.
+    pub fn packages(&self) -> Vec<PackageView> {
+        self.model().packages.values().map(package_view).collect()
+    }
+
+    /// Every group.
+    pub fn groups(&self) -> Vec<GroupView> {
+        let now = crate::driver::unix_now();
+        let mut m = self.model();
+        m.groups.values_mut().for_each(|g| g.sweep(now));
+        m.groups.iter().map(|(id, g)| group_view(id, g)).collect()
+    }
+
+    /// One group.
+    pub fn group(&self, id: &str) -> Result<GroupView, ServerError> {
+        let m = self.model();
+        let g = m
+            .groups
+            .get(id)
+            .ok_or_else(|| ServerError::NoGroup(id.into()))?;
+        Ok(group_view(id, g))
+    }
+
+    /// Creates a group (no version yet) with `policy` (default: Nebraska's
+    /// seed values with safe mode on).
+    pub fn create_group(&self, id: &str, policy: Option<Policy>) -> Result<GroupView, ServerError> {
+        if !valid_id(id) {
+            return Err(ServerError::BadGroupId(id.into()));
+        }
+        let policy = policy.unwrap_or_default();
+        policy.validate()?;
+        let mut m = self.model();
+        if m.groups.contains_key(id) {
+            return Err(ServerError::GroupExists(id.into()));
+        }
+        let g = GroupRollout::new(policy);
+        let view = group_view(id, &g);
+        m.groups.insert(id.to_string(), g);
+        m.save()?;
+        Ok(view)
+    }
+
+    fn with_group(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut GroupRollout, &BTreeMap<Version, HostedPackage>) -> Result<(), ServerError>,
+    ) -> Result<GroupView, ServerError> {
+        let mut m = self.model();
+        let Model {
+            groups, packages, ..
+        } = &mut *m;
+        let g = groups
+            .get_mut(id)
+            .ok_or_else(|| ServerError::NoGroup(id.into()))?;
+        f(g, packages)?;
+        let view = group_view(id, g);
+        m.save()?;
+        Ok(view)
+    }
+
+    /// Replaces a group's policy; enabling updates clears a safe-mode pause.
+    pub fn set_policy(&self, id: &str, policy: Policy) -> Result<GroupView, ServerError> {
+        self.with_group(id, |g, _| Ok(g.set_policy(policy)?))
+    }
+
+    /// Switches a group's updates off (or back on).
+    pub fn set_paused(&self, id: &str, paused: bool) -> Result<GroupView, ServerError> {
+        self.with_group(id, |g, _| {
+            if paused {
+                g.pause("paused by an operator");
+            } else {
+                let p = Policy {
+                    updates_enabled: true,
+                    ..g.policy.clone()
+                };
+                g.set_policy(p)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Points an existing group at an uploaded version.
+    pub fn promote(&self, id: &str, version: &Version) -> Result<GroupView, ServerError> {
+        self.with_group(id, |g, packages| {
+            if !packages.contains_key(version) {
+                return Err(ServerError::NoPackage(version.clone()));
+            }
+            g.promote(version.clone());
+            Ok(())
+        })
+    }
+
+    /// Stores an uploaded payload with its signed manifest in the data
+    /// directory. The stream must match the manifest's size and SHA-256 (and,
+    /// with [`Self::require_upload_signatures`], its signature must verify);
+    /// otherwise nothing is kept.
+    pub async fn upload<S, E>(&self, manifest_bytes: Vec<u8>, mut body: S) -> Result<PackageView, ServerError>
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        use futures::StreamExt;
+        use std::io::Write;
+        let (dir, keys) = {
+            let m = self.model();
+            (m.data_dir.clone(), m.upload_keys.clone())
+        };
+        let dir = dir.ok_or(ServerError::NoDataDir)?;
+        let man = match &keys {
+            Some(k) => k.verify_manifest(&manifest_bytes)?,
+            None => inspect_manifest(&manifest_bytes)?,
+        };
+        if !valid_id(&man.name) {
+            return Err(ServerError::Upload(format!(
+                "payload name {:?} is not a plain file name",
+                man.name
+            )));
+        }
+        let vdir = dir.join(PACKAGES_DIR).join(man.release.to_string());
+        std::fs::create_dir_all(&vdir)
+            .map_err(ServerError::io(format!("creating {}", vdir.display())))?;
+        let tmp = vdir.join(format!(".upload-{:016x}", rand::random::<u64>()));
+        let result: Result<(), ServerError> = async {
+            let mut f = std::io::BufWriter::with_capacity(
+                1 << 20,
+                std::fs::File::create(&tmp)
+                    .map_err(ServerError::io(format!("creating {}", tmp.display())))?,
+            );
+            let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+            let mut n = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| ServerError::Upload(format!("upload interrupted: {e}")))?;
+                n += chunk.len() as u64;
+                if n > man.length {
+                    return Err(ServerError::Upload(format!(
+                        "payload is larger than the {} bytes its manifest says",
+                        man.length
+                    )));
+                }
+                ctx.update(&chunk);
+                f.write_all(&chunk)
+                    .map_err(ServerError::io(format!("writing {}", tmp.display())))?;
+            }
+            if n != man.length {
+                return Err(ServerError::Upload(format!(
+                    "payload is {n} bytes but its manifest says {}",
+                    man.length
+                )));
+            }
+            if ctx.finish().as_ref() != man.sha256 {
+                return Err(ServerError::Upload(
+                    "payload SHA-256 differs from its manifest's".into(),
+                ));
+            }
+            f.into_inner()
+                .map_err(|e| ServerError::io(format!("writing {}", tmp.display()))(e.into_error()))?
+                .sync_all()
+                .map_err(ServerError::io(format!("syncing {}", tmp.display())))?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        let payload = vdir.join(&man.name);
+        std::fs::rename(&tmp, &payload)
+            .map_err(ServerError::io(format!("storing {}", payload.display())))?;
+        let mpath = vdir.join(format!("{}.manifest.json", man.name));
+        std::fs::write(&mpath, &manifest_bytes)
+            .map_err(ServerError::io(format!("writing {}", mpath.display())))?;
+        let version = self.add_package(payload, manifest_bytes)?;
+        let m = self.model();
+        m.packages
+            .get(&version)
+            .map(package_view)
+            .ok_or(ServerError::NoPackage(version))
     }
 
     /// Every instance seen.
@@ -209,11 +542,20 @@ impl UpdateServer {
 
     /// Handles one Omaha request document; returns the response document.
     pub fn handle_omaha(&self, body: &str) -> Result<Response, omaha::OmahaError> {
+        self.handle_omaha_at(body, crate::driver::unix_now())
+    }
+
+    /// [`Self::handle_omaha`] at time `now` (Unix seconds), for rollout
+    /// policies in simulated time.
+    pub fn handle_omaha_at(&self, body: &str, now: u64) -> Result<Response, omaha::OmahaError> {
         let req = Request::from_xml(body)?;
         let mut m = self.model();
         let mut apps = Vec::new();
         for app in &req.apps {
-            apps.push(m.answer(app));
+            apps.push(m.answer(app, now));
+        }
+        if let Err(e) = m.save() {
+            tracing::error!(error = %e, "cannot save the rollout state");
         }
         Ok(Response {
             apps,
@@ -222,20 +564,37 @@ impl UpdateServer {
     }
 
     /// The HTTP router: `POST /v1/update/`, `GET /packages/{version}/{name}`
-    /// (and `….manifest.json`), `GET /api/instances`, `GET /api/groups`.
+    /// (and `….manifest.json`), and the JSON admin API under `/api/`
+    /// ([`crate::admin`]).
     pub fn router(&self) -> Router {
         Router::new()
             .route("/v1/update", post(omaha_handler))
             .route("/v1/update/", post(omaha_handler))
             .route("/packages/{version}/{name}", get(payload_handler))
-            .route("/api/instances", get(instances_handler))
-            .route("/api/groups", get(groups_handler))
+            .merge(crate::admin::routes())
             .with_state(self.clone())
     }
 }
 
 impl Model {
-    fn answer(&mut self, app: &omaha::RequestApp) -> ResponseApp {
+    fn save(&self) -> Result<(), ServerError> {
+        let Some(dir) = &self.data_dir else {
+            return Ok(());
+        };
+        let state = SavedState {
+            groups: self.groups.clone(),
+        };
+        let body = serde_json::to_vec_pretty(&state).map_err(|e| ServerError::State {
+            path: dir.join(STATE_FILE),
+            reason: e.to_string(),
+        })?;
+        let tmp = dir.join(".state.json.tmp");
+        std::fs::write(&tmp, body).map_err(ServerError::io(format!("writing {}", tmp.display())))?;
+        std::fs::rename(&tmp, dir.join(STATE_FILE))
+            .map_err(ServerError::io(format!("replacing {}", dir.join(STATE_FILE).display())))
+    }
+
+    fn answer(&mut self, app: &omaha::RequestApp, now: u64) -> ResponseApp {
         let mut out = ResponseApp {
             app_id: app.app_id.clone(),
             status: "ok".into(),
@@ -260,6 +619,7 @@ impl Model {
                 granted: None,
                 last_error: None,
                 events: vec![],
+                hold_reason: None,
             });
         inst.version = app.version.clone();
         inst.group = app.track.clone();
@@ -288,6 +648,17 @@ impl Model {
             if ev.event_result == event_result::ERROR {
                 inst.last_error = code;
             }
+            let outcome = match (ev.event_type, ev.event_result) {
+                (event_type::UPDATE_COMPLETE, event_result::SUCCESS) => Some(Outcome::Installed),
+                (event_type::UPDATE_COMPLETE, event_result::SUCCESS_REBOOT) => {
+                    Some(Outcome::Succeeded)
+                }
+                (_, event_result::ERROR) => Some(Outcome::Failed),
+                _ => None,
+            };
+            if let (Some(o), Some(g)) = (outcome, self.groups.get_mut(&app.track)) {
+                g.report(&inst.id, o, now);
+            }
             out.events.push(EventAck {
                 status: "ok".into(),
             });
@@ -298,6 +669,7 @@ impl Model {
             let offer = self
                 .groups
                 .get(&app.track)
+                .and_then(|g| g.version.as_ref())
                 .and_then(|v| self.packages.get(v))
                 .filter(|p| {
                     inst_version
@@ -312,6 +684,26 @@ impl Model {
                             | InstanceStatus::Installed
                     )
                 });
+            // The rollout policy has the last word on a newer version.
+            let offer = match (offer, app.instance_id(), self.groups.get_mut(&app.track)) {
+                (Some(p), Some(id), Some(g)) => match g.decide(id, now) {
+                    Decision::Grant => {
+                        if let Some(inst) = self.instances.get_mut(id) {
+                            inst.hold_reason = None;
+                        }
+                        Some(p)
+                    }
+                    Decision::Refuse(r) => {
+                        tracing::info!(instance = id, group = %app.track, reason = %r, "update held by the rollout policy");
+                        if let Some(inst) = self.instances.get_mut(id) {
+                            inst.status = InstanceStatus::OnHold;
+                            inst.hold_reason = Some(r);
+                        }
+                        None
+                    }
+                },
+                _ => None,
+            };
             out.update_check = Some(match offer {
                 None => UpdateCheckResponse {
                     status: "noupdate".into(),
@@ -391,20 +783,6 @@ async fn omaha_handler(State(srv): State<UpdateServer>, body: String) -> HttpRes
             (StatusCode::BAD_REQUEST, e.to_string()).into_response()
         }
     }
-}
-
-async fn instances_handler(State(srv): State<UpdateServer>) -> Json<Vec<Instance>> {
-    Json(srv.instances())
-}
-
-async fn groups_handler(State(srv): State<UpdateServer>) -> Json<BTreeMap<String, String>> {
-    Json(
-        srv.model()
-            .groups
-            .iter()
-            .map(|(g, v)| (g.clone(), v.to_string()))
-            .collect(),
-    )
 }
 
 fn parse_range(headers: &HeaderMap) -> Option<u64> {

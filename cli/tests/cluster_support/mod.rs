@@ -292,8 +292,12 @@ pub fn snapshot(m: &Member) -> Option<(u64, String)> {
 /// Waits until all members report the same etcd index and the same store.
 pub fn wait_converged(members: &[&Member]) -> (u64, String) {
     eventually("members to converge", LONG, || {
-        let snaps: Vec<(u64, String)> = members.iter().map(|m| snapshot(m)).collect::<Option<_>>()?;
-        snaps.iter().all(|s| *s == snaps[0]).then(|| snaps[0].clone())
+        let snaps: Vec<(u64, String)> =
+            members.iter().map(|m| snapshot(m)).collect::<Option<_>>()?;
+        snaps
+            .iter()
+            .all(|s| *s == snaps[0])
+            .then(|| snaps[0].clone())
     })
 }
 

@@ -460,7 +460,9 @@ impl Transport for HttpTransport {
 /// What a receiver concludes from a peer message's identity headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerCheck {
-    Accept { from: u64 },
+    Accept {
+        from: u64,
+    },
     /// 412 with this text.
     WrongCluster(String),
     /// 410: the sender was removed.
@@ -556,7 +558,13 @@ mod tests {
         s.record(7, Some(Duration::from_millis(4)));
         s.record(7, None);
         let f = s.follower(7);
-        assert_eq!(f.counts, CountStats { fail: 1, success: 2 });
+        assert_eq!(
+            f.counts,
+            CountStats {
+                fail: 1,
+                success: 2
+            }
+        );
         assert!((f.latency.average - 3.0).abs() < 1e-9);
         assert!((f.latency.standard_deviation - 1.0).abs() < 1e-9);
         assert!((f.latency.minimum - 2.0).abs() < 1e-9);

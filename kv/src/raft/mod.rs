@@ -15,8 +15,8 @@ mod node;
 mod state_machine;
 pub(crate) mod types;
 
-pub use log_store::LogStore;
 pub use http_transport::{HttpTransport, PeerError, PeerStats, PeerTimeouts};
+pub use log_store::LogStore;
 pub use network::{InProcessRouter, InProcessTransport, Network, PeerClient, RpcResult, Transport};
 pub use node::{KvNode, NodeError, RaftConfig};
 pub use state_machine::{SmStore, StateMachine};

@@ -205,11 +205,7 @@ fn fatal(e: openraft::error::Fatal<u64>) -> NodeError {
 /// it takes the next client write, so one entry per proposal would mean one
 /// fsync per proposal. Instead, whatever proposals queue up while an entry
 /// is being replicated go out together as the next entry.
-async fn run_proposer(
-    raft: Raft,
-    mut rx: mpsc::UnboundedReceiver<Proposal>,
-    timeout: Duration,
-) {
+async fn run_proposer(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, timeout: Duration) {
     while let Some(first) = rx.recv().await {
         let mut size = first.payload.len();
         let mut batch = vec![first];
@@ -228,25 +224,25 @@ async fn run_proposer(
         let answers: Result<(u64, Vec<Vec<u8>>), NodeError> = match result {
             Err(_) => Err(NodeError::Timeout),
             Ok(result) => match result {
-            Ok(resp) => match decode_batch(&resp.data.0) {
-                Ok(replies) if replies.len() == batch.len() => Ok((
-                    resp.log_id.index,
-                    replies.into_iter().map(<[u8]>::to_vec).collect(),
-                )),
-                Ok(replies) => Err(NodeError::Raft(format!(
-                    "state machine answered {} of {} commands",
-                    replies.len(),
-                    batch.len()
-                ))),
-                Err(e) => Err(NodeError::Raft(format!("malformed reply batch: {e}"))),
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(NodeError::NotLeader {
-                    leader: f.leader_id,
-                })
-            }
-            Err(RaftError::APIError(e)) => Err(NodeError::Raft(e.to_string())),
-            Err(RaftError::Fatal(e)) => Err(fatal(e)),
+                Ok(resp) => match decode_batch(&resp.data.0) {
+                    Ok(replies) if replies.len() == batch.len() => Ok((
+                        resp.log_id.index,
+                        replies.into_iter().map(<[u8]>::to_vec).collect(),
+                    )),
+                    Ok(replies) => Err(NodeError::Raft(format!(
+                        "state machine answered {} of {} commands",
+                        replies.len(),
+                        batch.len()
+                    ))),
+                    Err(e) => Err(NodeError::Raft(format!("malformed reply batch: {e}"))),
+                },
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    Err(NodeError::NotLeader {
+                        leader: f.leader_id,
+                    })
+                }
+                Err(RaftError::APIError(e)) => Err(NodeError::Raft(e.to_string())),
+                Err(RaftError::Fatal(e)) => Err(fatal(e)),
             },
         };
         match answers {

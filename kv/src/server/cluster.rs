@@ -100,10 +100,16 @@ pub enum MemberOp {
 /// The result of a [`MemberOp`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MemberOutcome {
-    Added { id: u64, node: PeerNode },
+    Added {
+        id: u64,
+        node: PeerNode,
+    },
     Done,
     /// Refused with this HTTP status and etcd's message.
-    Refused { status: u16, message: String },
+    Refused {
+        status: u16,
+        message: String,
+    },
     /// Ask the leader (internal: retried).
     NotLeader,
     /// Another membership change is in progress (internal: retried).
@@ -352,7 +358,11 @@ impl Cluster {
                 let voter = {
                     let m = raft.metrics();
                     let m = m.borrow();
-                    let is_voter = m.membership_config.membership().voter_ids().any(|v| v == *id);
+                    let is_voter = m
+                        .membership_config
+                        .membership()
+                        .voter_ids()
+                        .any(|v| v == *id);
                     is_voter
                 };
                 let change = if voter {
@@ -503,9 +513,12 @@ pub(crate) fn peer_router(core: Arc<KvCore>, cluster: Arc<Cluster>) -> Router {
 }
 
 /// Checks method and identity and reads the body; `Err` is the answer.
-async fn admit(st: &PeerState, req: Request) -> Result<Bytes, Resp> {
+async fn admit(st: &PeerState, req: Request) -> Result<Bytes, Box<Resp>> {
     if req.method() != Method::POST {
-        return Err(plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"));
+        return Err(Box::new(plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method Not Allowed",
+        )));
     }
     let id = st.core.identity();
     match check_peer_headers(req.headers(), id.member_id, id.cluster_id, |f| {
@@ -514,62 +527,67 @@ async fn admit(st: &PeerState, req: Request) -> Result<Bytes, Resp> {
         PeerCheck::Accept { .. } => {}
         PeerCheck::WrongCluster(m) => {
             tracing::warn!("refused a peer message: {m}");
-            return Err(plain(StatusCode::PRECONDITION_FAILED, m));
+            return Err(Box::new(plain(StatusCode::PRECONDITION_FAILED, m)));
         }
         PeerCheck::Removed => {
-            return Err(plain(
+            return Err(Box::new(plain(
                 StatusCode::GONE,
                 "the member has been permanently removed from the cluster",
-            ))
+            )))
         }
     }
     axum::body::to_bytes(req.into_body(), MAX_PEER_BODY)
         .await
-        .map_err(|e| plain(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")))
+        .map_err(|e| {
+            Box::new(plain(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read body: {e}"),
+            ))
+        })
 }
 
-fn decode<T: for<'a> Deserialize<'a>>(b: &[u8]) -> Result<T, Resp> {
-    serde_json::from_slice(b).map_err(|e| plain(StatusCode::BAD_REQUEST, format!("bad message: {e}")))
+fn decode<T: for<'a> Deserialize<'a>>(b: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(b).map_err(|e| format!("bad message: {e}"))
 }
 
 async fn raft_append(State(st): State<PeerState>, req: Request) -> Resp {
     let body = match admit(&st, req).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     st.cluster.transport.stats().note_received_append();
     match decode(&body) {
         Ok(rpc) => json(&st.core.node().raft().append_entries(rpc).await),
-        Err(r) => r,
+        Err(m) => plain(StatusCode::BAD_REQUEST, m),
     }
 }
 
 async fn raft_vote(State(st): State<PeerState>, req: Request) -> Resp {
     let body = match admit(&st, req).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match decode(&body) {
         Ok(rpc) => json(&st.core.node().raft().vote(rpc).await),
-        Err(r) => r,
+        Err(m) => plain(StatusCode::BAD_REQUEST, m),
     }
 }
 
 async fn raft_snapshot(State(st): State<PeerState>, req: Request) -> Resp {
     let body = match admit(&st, req).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match decode(&body) {
         Ok(rpc) => json(&st.core.node().raft().install_snapshot(rpc).await),
-        Err(r) => r,
+        Err(m) => plain(StatusCode::BAD_REQUEST, m),
     }
 }
 
 async fn forwarded_propose(State(st): State<PeerState>, req: Request) -> Resp {
     let body = match admit(&st, req).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let node = st.core.node();
     if !node.is_leader() {
@@ -597,11 +615,11 @@ async fn forwarded_read_index(State(st): State<PeerState>, req: Request) -> Resp
 async fn forwarded_member_op(State(st): State<PeerState>, req: Request) -> Resp {
     let body = match admit(&st, req).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match decode::<MemberOp>(&body) {
         Ok(op) => json(&st.cluster.execute_local(st.core.node(), &op).await),
-        Err(r) => r,
+        Err(m) => plain(StatusCode::BAD_REQUEST, m),
     }
 }
 
@@ -746,8 +764,12 @@ pub(crate) async fn maintain_membership(
                 .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                 .await
             {
-                Ok(_) => tracing::info!(member = %format!("{id:x}"), "promoted caught-up learner to voter"),
-                Err(e) => tracing::debug!(member = %format!("{id:x}"), error = %e, "promotion deferred"),
+                Ok(_) => {
+                    tracing::info!(member = %format!("{id:x}"), "promoted caught-up learner to voter")
+                }
+                Err(e) => {
+                    tracing::debug!(member = %format!("{id:x}"), error = %e, "promotion deferred")
+                }
             }
         }
     }

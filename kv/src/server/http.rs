@@ -447,25 +447,22 @@ fn member_list(core: &KvCore) -> Vec<(u64, MemberJson)> {
 }
 
 /// `{"peerURLs":[...]}` as etcd's members handler reads it.
-fn peer_urls_body(body: &[u8]) -> Result<Vec<String>, Resp> {
+fn peer_urls_body(body: &[u8]) -> Result<Vec<String>, String> {
     #[derive(serde::Deserialize)]
     struct Req {
         #[serde(rename = "peerURLs", default)]
         peer_urls: Vec<String>,
     }
-    let bad = |m: String| message_error(StatusCode::BAD_REQUEST, &m);
     let r: Req = serde_json::from_slice(body).map_err(|e| {
         let m = e.to_string();
         if m.starts_with("invalid type: string") {
-            bad("json: cannot unmarshal string into Go struct field .peerURLs of type []string".into())
+            "json: cannot unmarshal string into Go struct field .peerURLs of type []string".into()
         } else {
-            bad(format!("json: {m}"))
+            format!("json: {m}")
         }
     })?;
     for u in &r.peer_urls {
-        if let Err(e) = super::config::parse_url(u) {
-            return Err(bad(e.to_string()));
-        }
+        super::config::parse_url(u).map_err(|e| e.to_string())?;
     }
     Ok(r.peer_urls)
 }
@@ -484,7 +481,11 @@ async fn member_change(core: &KvCore, op: super::cluster::MemberOp) -> Resp {
                 peer_urls: node.peer_urls,
                 client_urls: node.client_urls,
             };
-            response(StatusCode::CREATED, Some(JSON), format!("{}\n", to_json(&m)))
+            response(
+                StatusCode::CREATED,
+                Some(JSON),
+                format!("{}\n", to_json(&m)),
+            )
         }
         MemberOutcome::Done => response(StatusCode::NO_CONTENT, None, Bytes::new()),
         MemberOutcome::Refused { status, message } => message_error(
@@ -577,7 +578,7 @@ async fn members_inner(state: &HttpState, req: Request) -> Resp {
             };
             let urls = match peer_urls_body(&body) {
                 Ok(u) => u,
-                Err(r) => return r,
+                Err(m) => return message_error(StatusCode::BAD_REQUEST, &m),
             };
             let op = if is_post {
                 super::cluster::MemberOp::Add { peer_urls: urls }

@@ -11,7 +11,7 @@ use rtnetlink::packet_route::link::{InfoData, InfoVxlan, LinkAttribute, LinkInfo
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::{Handle, IpVersion, LinkUnspec, LinkVxlan, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkUnspec, LinkVxlan, RouteMessageBuilder};
 
 use crate::cidr::Ipv4Net;
 
@@ -304,11 +304,7 @@ impl Kernel {
     /// Neighbour (family inet) or FDB (family bridge) entries of a link.
     pub async fn neighbours(&self, index: u32, bridge: bool) -> Result<Vec<NeighbourMessage>, BackendError> {
         let req = self.handle.neighbours().get();
-        let req = if bridge {
-            req.set_address_family(AddressFamily::Bridge)
-        } else {
-            req.set_family(IpVersion::V4)
-        };
+        let req = req.set_address_family(if bridge { AddressFamily::Bridge } else { AddressFamily::Inet });
         let msgs: Vec<NeighbourMessage> = req.execute().try_collect().await.map_err(|e| nl("list neighbours", e))?;
         Ok(msgs.into_iter().filter(|m| m.header.ifindex == index).collect())
     }

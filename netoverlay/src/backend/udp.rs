@@ -203,18 +203,17 @@ fn tun_to_udp(
     let mut headers = MultiHeaders::<SockaddrIn>::preallocate(batch, None);
     let fd = sock.as_raw_fd();
     while !stop.load(Ordering::Relaxed) {
-        let mut n = 0;
-        match dev.recv_timeout(&mut bufs[0], Duration::from_millis(200)) {
+        let mut n = match dev.recv_timeout(&mut bufs[0], Duration::from_millis(200)) {
             Ok(len) => {
                 lens[0] = len;
-                n = 1;
+                1
             }
             Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::Interrupted) => continue,
             Err(e) => {
                 tracing::error!(error = %e, "TUN read failed; udp data path stopping");
                 return;
             }
-        }
+        };
         // Drain what is already queued, up to the batch size.
         while n < batch {
             match dev.recv(&mut bufs[n]) {
