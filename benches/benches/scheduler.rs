@@ -53,10 +53,10 @@ fn main() {
                 conflicts += 1;
                 unit(&format!("spread{}@{i}.service", i / 300), &[("Conflicts", "%p@*.service".to_owned())])
             }
-            // MachineOf: follows the plain unit just before it.
+            // MachineOf: follows the plain unit just after it.
             2 => {
                 followers += 1;
-                unit(&format!("f{i}.service"), &[("MachineOf", format!("p{}.service", i - 1))])
+                unit(&format!("f{i}.service"), &[("MachineOf", format!("p{}.service", i + 1))])
             }
             _ => unit(&format!("p{i}.service"), &[]),
         };

@@ -433,11 +433,7 @@ fn init_logging(debug: bool) {
     use std::io::IsTerminal;
     // openraft narrates every vote and append at INFO; an operator wants
     // Keelson's own lines, so the library is kept at WARN unless debugging.
-    let default = if debug {
-        "debug"
-    } else {
-        "info,openraft=warn"
-    };
+    let default = if debug { "debug" } else { "info,openraft=warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

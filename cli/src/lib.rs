@@ -4,3 +4,4 @@
 pub mod kv_daemon;
 pub mod kvctl;
 pub mod unit;
+pub mod update;

@@ -46,11 +46,15 @@ fn normalise(s: &str, server: &Server, name: &str) -> String {
             .take_while(|c| c.is_ascii_hexdigit())
             .count();
         let boundary_before = i == 0 || !chars[i - 1].is_ascii_alphanumeric();
-        let boundary_after = chars.get(i + run).is_none_or(|c| !c.is_ascii_alphanumeric());
+        let boundary_after = chars
+            .get(i + run)
+            .is_none_or(|c| !c.is_ascii_alphanumeric());
         if (12..=16).contains(&run)
             && boundary_before
             && boundary_after
-            && chars[i..i + run].iter().any(|c| c.is_ascii_alphabetic() || run > 10)
+            && chars[i..i + run]
+                .iter()
+                .any(|c| c.is_ascii_alphabetic() || run > 10)
         {
             res.push_str("<id>");
             i += run;
@@ -176,14 +180,26 @@ fn etcdctl_transcript(s: &Server, name: &str) -> String {
     assert_eq!((code, out.as_str()), (0, "second\n"));
     let after = (index - 1).to_string();
     let (code, out, err) = etcdctl(s, &["watch", "--after-index", &after, "/w/k"]);
-    t.push_str(&format!("$ etcdctl watch --after-index <i-1> /w/k\n[exit {code}]\n{out}{err}"));
+    t.push_str(&format!(
+        "$ etcdctl watch --after-index <i-1> /w/k\n[exit {code}]\n{out}{err}"
+    ));
     let lines = etcdctl_lines(
         s,
-        &["watch", "--forever", "--recursive", "--after-index", &after, "/w"],
+        &[
+            "watch",
+            "--forever",
+            "--recursive",
+            "--after-index",
+            &after,
+            "/w",
+        ],
         4,
         &|| {},
     );
-    t.push_str(&format!("$ etcdctl watch -f -r --after-index <i-1> /w\n{}\n", lines.join("\n")));
+    t.push_str(&format!(
+        "$ etcdctl watch -f -r --after-index <i-1> /w\n{}\n",
+        lines.join("\n")
+    ));
     // exec-watch from now on (with --after-index the oracle's exec-watch
     // adds one to the index twice; not something to build a test on).
     let lines = etcdctl_lines(
@@ -203,7 +219,10 @@ fn etcdctl_transcript(s: &Server, name: &str) -> String {
             assert_eq!(code, 0);
         },
     );
-    t.push_str(&format!("$ etcdctl exec-watch -r /w -- sh -c ... (then set /w/k third)\n{}\n", lines.join("\n")));
+    t.push_str(&format!(
+        "$ etcdctl exec-watch -r /w -- sh -c ... (then set /w/k third)\n{}\n",
+        lines.join("\n")
+    ));
     t
 }
 
@@ -221,9 +240,16 @@ fn debian_etcdctl_v2_sees_the_same_as_against_etcd() {
     );
     let (kl, el): (Vec<&str>, Vec<&str>) = (kt.lines().collect(), et.lines().collect());
     for (i, (a, b)) in kl.iter().zip(&el).enumerate() {
-        assert_eq!(a, b, "line {i} differs\n--- keelson ---\n{kt}\n--- etcd ---\n{et}");
+        assert_eq!(
+            a, b,
+            "line {i} differs\n--- keelson ---\n{kt}\n--- etcd ---\n{et}"
+        );
     }
-    assert_eq!(kl.len(), el.len(), "\n--- keelson ---\n{kt}\n--- etcd ---\n{et}");
+    assert_eq!(
+        kl.len(),
+        el.len(),
+        "\n--- keelson ---\n{kt}\n--- etcd ---\n{et}"
+    );
 }
 
 const PY_SCRIPT: &str = r#"

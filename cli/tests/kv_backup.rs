@@ -49,8 +49,13 @@ fn backup_of_a_running_member_restores_with_force_new_cluster() {
     let mut src = start_keelson(dir.path(), &["--snapshot-count", "40"]);
     let mut expected = Vec::new();
     for i in 0..130 {
-        let a = http(src.addr, "PUT", &format!("/v2/keys/b/k{i}"), &format!("value=v{i}"))
-            .expect("answer");
+        let a = http(
+            src.addr,
+            "PUT",
+            &format!("/v2/keys/b/k{i}"),
+            &format!("value=v{i}"),
+        )
+        .expect("answer");
         assert!(matches!(a.status, 200 | 201), "{}", a.body);
         expected.push((format!("/v2/keys/b/k{i}"), a.body));
     }
@@ -59,7 +64,12 @@ fn backup_of_a_running_member_restores_with_force_new_cluster() {
     let a = http(src.addr, "PUT", "/v2/keys/b/k3", "value=changed").expect("answer");
     assert_eq!(a.status, 200);
     let k3 = a.body.replace("\"action\":\"set\"", "\"action\":\"get\"");
-    let k3 = k3.split(",\"prevNode\"").next().unwrap_or_default().to_owned() + "}\n";
+    let k3 = k3
+        .split(",\"prevNode\"")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+        + "}\n";
     let original_id = member_id(&src);
     let original_cluster = http(src.addr, "GET", "/v2/keys/", "")
         .and_then(|a| a.header("X-Etcd-Cluster-Id").map(str::to_owned))
@@ -73,7 +83,12 @@ fn backup_of_a_running_member_restores_with_force_new_cluster() {
         "--backup-dir".as_ref(),
         backup.as_os_str(),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stdout.is_empty(), "backup prints nothing on stdout");
     assert!(backup.join("member/wal").is_dir() && backup.join("member/snap").is_dir());
     let a = http(src.addr, "PUT", "/v2/keys/after-backup", "value=x").expect("answer");
@@ -109,7 +124,10 @@ fn backup_of_a_running_member_restores_with_force_new_cluster() {
         let a = http(restored.addr, "GET", target, "").expect("answer");
         assert_eq!(a.status, 200, "{target} missing after restore: {}", a.body);
         // Same value and indexes: the store's index is part of the data.
-        assert_eq!(a.body, body.replace("\"action\":\"set\"", "\"action\":\"get\""));
+        assert_eq!(
+            a.body,
+            body.replace("\"action\":\"set\"", "\"action\":\"get\"")
+        );
     }
     let a = http(restored.addr, "GET", "/v2/keys/b/k3", "").expect("answer");
     assert_eq!(a.body, k3);
@@ -168,12 +186,21 @@ fn backup_wal_dir_and_force_new_cluster_on_a_live_data_dir() {
         "--backup-wal-dir".as_ref(),
         bwal.as_os_str(),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(bwal.is_dir() && !backup.join("member/wal").exists());
     let mut restored = spawn_keelson(
         &backup,
         0,
-        &["--force-new-cluster", "--wal-dir", bwal.to_str().expect("utf-8")],
+        &[
+            "--force-new-cluster",
+            "--wal-dir",
+            bwal.to_str().expect("utf-8"),
+        ],
     );
     wait_healthy(&mut restored);
     let a = http(restored.addr, "GET", "/v2/keys/w19", "").expect("answer");
@@ -186,7 +213,11 @@ fn backup_wal_dir_and_force_new_cluster_on_a_live_data_dir() {
     let mut forced = spawn_keelson(
         &src.data,
         0,
-        &["--force-new-cluster", "--wal-dir", wal.to_str().expect("utf-8")],
+        &[
+            "--force-new-cluster",
+            "--wal-dir",
+            wal.to_str().expect("utf-8"),
+        ],
     );
     wait_healthy(&mut forced);
     let a = http(forced.addr, "GET", "/v2/keys/w0", "").expect("answer");

@@ -75,7 +75,10 @@ fn has_wal_files(dir: &Path) -> bool {
 }
 
 /// One consistent read of the newest snapshot and the log after it.
-fn read_member(snap_dir: &Path, wal_dir: &Path) -> Result<Option<(Option<StoredSnapshot>, LogContents)>, StorageError> {
+fn read_member(
+    snap_dir: &Path,
+    wal_dir: &Path,
+) -> Result<Option<(Option<StoredSnapshot>, LogContents)>, StorageError> {
     // Snapshot first: the member saves a snapshot before it purges the log
     // behind it, so a log read afterwards can only be purged further than
     // this snapshot if a newer snapshot appeared in between (checked below).
@@ -99,10 +102,7 @@ fn read_member(snap_dir: &Path, wal_dir: &Path) -> Result<Option<(Option<StoredS
 /// IDs. See the module documentation.
 pub fn backup(opts: &BackupOptions) -> Result<BackupReport, BackupError> {
     let member = opts.data_dir.join("member");
-    let wal_dir = opts
-        .wal_dir
-        .clone()
-        .unwrap_or_else(|| member.join("wal"));
+    let wal_dir = opts.wal_dir.clone().unwrap_or_else(|| member.join("wal"));
     if !has_wal_files(&wal_dir) {
         return Err(BackupError::NotADataDir {
             data_dir: opts.data_dir.clone(),

@@ -70,7 +70,11 @@ async fn request(
     Raw {
         status,
         headers,
-        body: if chunked { dechunk(body) } else { body.to_owned() },
+        body: if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        },
     }
 }
 
@@ -94,7 +98,10 @@ fn short(s: &str) -> String {
     if s.len() <= 300 {
         return s.to_owned();
     }
-    let cut = (0..=300).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+    let cut = (0..=300)
+        .rev()
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(0);
     format!("{}... ({} bytes)", &s[..cut], s.len())
 }
 
@@ -111,7 +118,12 @@ impl Pair {
         let kr = request(self.k, method, target, headers, body).await;
         let er = request(self.e, method, target, headers, body).await;
         let what = format!("{method} {target} {headers:?} ({} body bytes)", body.len());
-        assert_ne!(kr.status, 500, "{what}: 500 from Keelson: {}", short(&kr.body));
+        assert_ne!(
+            kr.status,
+            500,
+            "{what}: 500 from Keelson: {}",
+            short(&kr.body)
+        );
         assert_eq!(
             kr.status,
             er.status,
@@ -120,7 +132,12 @@ impl Pair {
             short(&er.body)
         );
         let (kn, en) = (normalise(&kr.body, kb), normalise(&er.body, eb));
-        assert!(kn == en, "{what}: body\nkeelson: {}\netcd: {}", short(&kn), short(&en));
+        assert!(
+            kn == en,
+            "{what}: body\nkeelson: {}\netcd: {}",
+            short(&kn),
+            short(&en)
+        );
         kr
     }
 
@@ -146,62 +163,197 @@ fn error_body(code: u32, message: &str, cause: &str) -> String {
 async fn bad_parameters_and_forms_get_etcds_errors() {
     let k = start_keelson().await;
     let e = start_etcd().await;
-    let p = Pair { k: k.addr, e: e.addr };
+    let p = Pair {
+        k: k.addr,
+        e: e.addr,
+    };
     for (addr, _) in [(p.k, 0), (p.e, 1)] {
         send(addr, "PUT", "/v2/keys/warm", "value=1").await;
     }
     let ttl = |cause: &str| error_body(202, "The given TTL in POST form is not a number", cause);
-    let index = |cause: &str| error_body(203, "The given index in POST form is not a number", cause);
+    let index =
+        |cause: &str| error_body(203, "The given index in POST form is not a number", cause);
     let form = |cause: &str| error_body(210, "Invalid POST form", cause);
     let field = |cause: &str| error_body(209, "Invalid field", cause);
     let cases: Vec<(&str, &str, &str, u16, String)> = vec![
         // Bad TTLs.
-        ("PUT", "/v2/keys/t?ttl=abc", "value=x", 400, ttl("invalid value for \"ttl\"")),
-        ("PUT", "/v2/keys/t?ttl=-1", "value=x", 400, ttl("invalid value for \"ttl\"")),
-        ("PUT", "/v2/keys/t?ttl=1.5", "value=x", 400, ttl("invalid value for \"ttl\"")),
-        ("PUT", "/v2/keys/t?ttl=99999999999999999999", "value=x", 400, ttl("invalid value for \"ttl\"")),
-        ("PUT", "/v2/keys/t", "value=x&ttl=zz", 400, ttl("invalid value for \"ttl\"")),
+        (
+            "PUT",
+            "/v2/keys/t?ttl=abc",
+            "value=x",
+            400,
+            ttl("invalid value for \"ttl\""),
+        ),
+        (
+            "PUT",
+            "/v2/keys/t?ttl=-1",
+            "value=x",
+            400,
+            ttl("invalid value for \"ttl\""),
+        ),
+        (
+            "PUT",
+            "/v2/keys/t?ttl=1.5",
+            "value=x",
+            400,
+            ttl("invalid value for \"ttl\""),
+        ),
+        (
+            "PUT",
+            "/v2/keys/t?ttl=99999999999999999999",
+            "value=x",
+            400,
+            ttl("invalid value for \"ttl\""),
+        ),
+        (
+            "PUT",
+            "/v2/keys/t",
+            "value=x&ttl=zz",
+            400,
+            ttl("invalid value for \"ttl\""),
+        ),
         // Bad indexes.
-        ("GET", "/v2/keys/t?wait=true&waitIndex=abc", "", 400, index("invalid value for \"waitIndex\"")),
-        ("GET", "/v2/keys/t?wait=true&waitIndex=-1", "", 400, index("invalid value for \"waitIndex\"")),
-        ("PUT", "/v2/keys/t?prevIndex=abc", "value=x", 400, index("invalid value for \"prevIndex\"")),
-        ("PUT", "/v2/keys/t?prevIndex=-3", "value=x", 400, index("invalid value for \"prevIndex\"")),
-        ("DELETE", "/v2/keys/t?prevIndex=x1", "", 400, index("invalid value for \"prevIndex\"")),
+        (
+            "GET",
+            "/v2/keys/t?wait=true&waitIndex=abc",
+            "",
+            400,
+            index("invalid value for \"waitIndex\""),
+        ),
+        (
+            "GET",
+            "/v2/keys/t?wait=true&waitIndex=-1",
+            "",
+            400,
+            index("invalid value for \"waitIndex\""),
+        ),
+        (
+            "PUT",
+            "/v2/keys/t?prevIndex=abc",
+            "value=x",
+            400,
+            index("invalid value for \"prevIndex\""),
+        ),
+        (
+            "PUT",
+            "/v2/keys/t?prevIndex=-3",
+            "value=x",
+            400,
+            index("invalid value for \"prevIndex\""),
+        ),
+        (
+            "DELETE",
+            "/v2/keys/t?prevIndex=x1",
+            "",
+            400,
+            index("invalid value for \"prevIndex\""),
+        ),
         // Bad booleans.
-        ("GET", "/v2/keys/t?recursive=maybe", "", 400, field("invalid value for \"recursive\"")),
-        ("PUT", "/v2/keys/t?dir=yes", "", 400, field("invalid value for \"dir\"")),
-        ("POST", "/v2/keys/t?prevExist=maybe", "value=1", 400, field("invalid value for prevExist")),
+        (
+            "GET",
+            "/v2/keys/t?recursive=maybe",
+            "",
+            400,
+            field("invalid value for \"recursive\""),
+        ),
+        (
+            "PUT",
+            "/v2/keys/t?dir=yes",
+            "",
+            400,
+            field("invalid value for \"dir\""),
+        ),
+        (
+            "POST",
+            "/v2/keys/t?prevExist=maybe",
+            "value=1",
+            400,
+            field("invalid value for prevExist"),
+        ),
         // Unparsable forms, in the body and in the query.
-        ("PUT", "/v2/keys/t", "value=%zz", 400, form("invalid URL escape \"%zz\"")),
-        ("PUT", "/v2/keys/t", "value=%", 400, form("invalid URL escape \"%\"")),
-        ("PUT", "/v2/keys/t", "value=%4", 400, form("invalid URL escape \"%4\"")),
-        ("PUT", "/v2/keys/t?value=%zz", "", 400, form("invalid URL escape \"%zz\"")),
-        ("GET", "/v2/keys/t?quorum=%zz", "", 400, form("invalid URL escape \"%zz\"")),
+        (
+            "PUT",
+            "/v2/keys/t",
+            "value=%zz",
+            400,
+            form("invalid URL escape \"%zz\""),
+        ),
+        (
+            "PUT",
+            "/v2/keys/t",
+            "value=%",
+            400,
+            form("invalid URL escape \"%\""),
+        ),
+        (
+            "PUT",
+            "/v2/keys/t",
+            "value=%4",
+            400,
+            form("invalid URL escape \"%4\""),
+        ),
+        (
+            "PUT",
+            "/v2/keys/t?value=%zz",
+            "",
+            400,
+            form("invalid URL escape \"%zz\""),
+        ),
+        (
+            "GET",
+            "/v2/keys/t?quorum=%zz",
+            "",
+            400,
+            form("invalid URL escape \"%zz\""),
+        ),
     ];
     for (method, target, body, status, expected) in &cases {
         let headers: &[(&str, &str)] = if body.is_empty() { &[] } else { &[FORM] };
         let r = p.same(method, target, headers, body).await;
-        assert_eq!((r.status, &r.body), (*status, expected), "{method} {target}");
+        assert_eq!(
+            (r.status, &r.body),
+            (*status, expected),
+            "{method} {target}"
+        );
     }
     // Content types: anything but a form is not parsed (the value is empty);
     // an unparsable media type is error 210 with Go's words.
-    for ct in ["text/plain", "application/json", "multipart/form-data; boundary=x"] {
+    for ct in [
+        "text/plain",
+        "application/json",
+        "multipart/form-data; boundary=x",
+    ] {
         let r = p
-            .same("PUT", "/v2/keys/ct", &[("Content-Type", ct)], "value=ignored")
+            .same(
+                "PUT",
+                "/v2/keys/ct",
+                &[("Content-Type", ct)],
+                "value=ignored",
+            )
             .await;
         assert!(r.body.contains("\"value\":\"\""), "{ct}: {}", r.body);
     }
-    let r = p.same("PUT", "/v2/keys/ct", &[("Content-Type", ";;")], "value=x").await;
+    let r = p
+        .same("PUT", "/v2/keys/ct", &[("Content-Type", ";;")], "value=x")
+        .await;
     assert_eq!(r.body, form("mime: no media type"));
     // A bad escape in the path is refused by Go's server itself.
     for target in ["/v2/keys/k%zz", "/v2/keys/a%2", "/v2/members%zz"] {
         let r = p.same("GET", target, &[], "").await;
-        assert_eq!((r.status, r.body.as_str()), (400, "400 Bad Request"), "{target}");
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (400, "400 Bad Request"),
+            "{target}"
+        );
     }
     // Unknown and unsupported methods.
     for m in ["PATCH", "BREW", "TRACE"] {
         let r = p.same(m, "/v2/keys/t", &[], "").await;
-        assert_eq!((r.status, r.body.as_str()), (405, "Method Not Allowed\n"), "{m}");
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (405, "Method Not Allowed\n"),
+            "{m}"
+        );
     }
     p.still_serving().await;
     k.handle.shutdown().await.expect("shutdown");
@@ -211,7 +363,10 @@ async fn bad_parameters_and_forms_get_etcds_errors() {
 async fn huge_values_are_stored_up_to_go_form_limit() {
     let k = start_keelson().await;
     let e = start_etcd().await;
-    let p = Pair { k: k.addr, e: e.addr };
+    let p = Pair {
+        k: k.addr,
+        e: e.addr,
+    };
     for (addr, _) in [(p.k, 0), (p.e, 1)] {
         send(addr, "PUT", "/v2/keys/warm", "value=1").await;
     }
@@ -228,7 +383,10 @@ async fn huge_values_are_stored_up_to_go_form_limit() {
         } else {
             assert_eq!(
                 (r.status, r.body.as_str()),
-                (400, error_body(210, "Invalid POST form", "http: POST too large").as_str())
+                (
+                    400,
+                    error_body(210, "Invalid POST form", "http: POST too large").as_str()
+                )
             );
         }
     }
@@ -236,7 +394,9 @@ async fn huge_values_are_stored_up_to_go_form_limit() {
     // The big values survive a restart (they went through the WAL).
     let config = http_support::keelson_config(k.dir.path(), 0);
     k.handle.shutdown().await.expect("shutdown");
-    let h = keelson_kv::server::KvServer::start(config).await.expect("restart");
+    let h = keelson_kv::server::KvServer::start(config)
+        .await
+        .expect("restart");
     let addr: SocketAddr = h.client_urls()[0]
         .trim_start_matches("http://")
         .parse()
@@ -251,7 +411,10 @@ async fn huge_values_are_stored_up_to_go_form_limit() {
 async fn invalid_utf8_in_keys_and_values() {
     let k = start_keelson().await;
     let e = start_etcd().await;
-    for (target, body) in [("/v2/keys/u8", "value=%ff%fe"), ("/v2/keys/k%ff", "value=1")] {
+    for (target, body) in [
+        ("/v2/keys/u8", "value=%ff%fe"),
+        ("/v2/keys/k%ff", "value=1"),
+    ] {
         let kr = send(k.addr, "PUT", target, body).await;
         let er = send(e.addr, "PUT", target, body).await;
         assert_eq!((kr.status, er.status), (201, 201), "{target}");
@@ -309,7 +472,9 @@ async fn garbage_http_never_hurts_the_member() {
     for (i, g) in garbage.iter().enumerate() {
         let answer = if i + 1 == garbage.len() {
             // Do not wait for an answer that needs the rest of the body.
-            let mut s = tokio::net::TcpStream::connect(k.addr).await.expect("connect");
+            let mut s = tokio::net::TcpStream::connect(k.addr)
+                .await
+                .expect("connect");
             s.write_all(g).await.expect("send");
             drop(s);
             String::new()

@@ -389,6 +389,54 @@ fn spawn_config_watch(kv: Arc<dyn KvClient>, key: String, tx: mpsc::Sender<Input
     });
 }
 
+/// Acquires one lease and returns it, performing only the kv side of the
+/// protocol (no data path, no watch): what `alloc` needs, and what the
+/// lease-acquisition bench runs a thousand times at once. Yields between
+/// operations so that concurrent callers really interleave.
+pub async fn acquire_lease(
+    kv: &dyn KvClient,
+    prefix: &str,
+    network: &str,
+    mut mgr: LeaseManager,
+) -> Result<Lease, LeaseError> {
+    let dir = subnets_dir(prefix, network);
+    let mut queue: VecDeque<Action> = mgr.start().into();
+    loop {
+        let Some(action) = queue.pop_front() else {
+            // Waiting for a retry after a store failure.
+            let wait = mgr.next_wakeup().map_or(StdDuration::from_millis(100), |t| {
+                (t - Utc::now()).to_std().unwrap_or(StdDuration::ZERO)
+            });
+            tokio::time::sleep(wait).await;
+            queue.extend(mgr.handle(Utc::now(), Input::Tick));
+            continue;
+        };
+        let input = match action {
+            Action::List => list(kv, &dir).await,
+            Action::Create { subnet, value, ttl } => {
+                match kv.create(&lease_key(prefix, network, &subnet), &value, ttl).await {
+                    Ok(r) => lease_of(&r).map_or(Input::KvFailed, Input::Created),
+                    Err(e) if e.is_code(ErrorCode::NodeExist) => Input::CreateConflict,
+                    Err(_) => Input::KvFailed,
+                }
+            }
+            Action::Swap { subnet, value, prev_index, ttl } => {
+                let prev = Precondition { value: None, index: Some(prev_index) };
+                match kv.compare_and_swap(&lease_key(prefix, network, &subnet), &value, prev, ttl).await {
+                    Ok(r) => lease_of(&r).map_or(Input::KvFailed, Input::Swapped),
+                    Err(e) if e.is_code(ErrorCode::TestFailed) || e.is_code(ErrorCode::KeyNotFound) => Input::SwapConflict,
+                    Err(_) => Input::KvFailed,
+                }
+            }
+            Action::Acquired(l) => return Ok(l),
+            Action::Fatal(e) => return Err(e),
+            _ => continue,
+        };
+        tokio::task::yield_now().await;
+        queue.extend(mgr.handle(Utc::now(), input));
+    }
+}
+
 struct NetworkRun {
     name: String,
     config: OverlayConfig,

@@ -496,8 +496,12 @@ impl LeaseManager {
         let size = 1u64 << (32 - u32::from(c.subnet_len));
         let max = u64::from(u32::from(c.subnet_max));
         let mut at = u64::from(u32::from(c.subnet_min));
-        let mut free = Vec::with_capacity(self.opts.candidates);
-        while at <= max && free.len() < self.opts.candidates {
+        // Keelson: the pool doubles after each lost race, so a thousand hosts
+        // starting at once converge in a few rounds instead of exhausting the
+        // retries on the same 100 subnets. The first round is flannel's.
+        let pool = self.opts.candidates << self.rounds.min(10);
+        let mut free = Vec::with_capacity(pool.min(4096));
+        while at <= max && free.len() < pool {
             let end = at + size - 1;
             // First merged range ending at or after `at`.
             let i = merged.partition_point(|r| r.1 < at);

@@ -95,7 +95,17 @@ impl Agent {
             }
         }
         let value = serde_json::to_string(&self.machine_state()).unwrap_or_default();
-        match kv.set(&key, &value, keelson_kv::client::SetOptions { ttl: Some(ttl), ..Default::default() }).await {
+        match kv
+            .set(
+                &key,
+                &value,
+                keelson_kv::client::SetOptions {
+                    ttl: Some(ttl),
+                    ..Default::default()
+                },
+            )
+            .await
+        {
             Ok(_) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "heartbeat failed");
@@ -225,7 +235,11 @@ impl Agent {
             };
             if self.published.get(name) != Some(&rec) {
                 let value = serde_json::to_string(&rec).unwrap_or_default();
-                if kv.set(&keys.unit_state(name, &me), &value, Default::default()).await.is_ok() {
+                if kv
+                    .set(&keys.unit_state(name, &me), &value, Default::default())
+                    .await
+                    .is_ok()
+                {
                     self.published.insert(name.clone(), rec);
                 }
             }
@@ -236,8 +250,19 @@ impl Agent {
                     let exists = self.registry.with(|s| s.jobs.contains_key(name));
                     !exists || kv.set(&key, &me, Default::default()).await.is_ok()
                 } else {
-                    let r = kv.compare_and_delete(&key, Precondition { value: Some(me.clone()), index: None }).await;
-                    r.is_ok() || r.is_err_and(|e| e.is_code(ErrorCode::KeyNotFound) || e.is_code(ErrorCode::TestFailed))
+                    let r = kv
+                        .compare_and_delete(
+                            &key,
+                            Precondition {
+                                value: Some(me.clone()),
+                                index: None,
+                            },
+                        )
+                        .await;
+                    r.is_ok()
+                        || r.is_err_and(|e| {
+                            e.is_code(ErrorCode::KeyNotFound) || e.is_code(ErrorCode::TestFailed)
+                        })
                 };
                 if ok {
                     self.job_states.insert(name.clone(), u.launched);
@@ -251,9 +276,17 @@ impl Agent {
             .cloned()
             .collect();
         for name in gone {
-            let _ = kv.delete(&keys.unit_state(&name, &me), DeleteOptions::default()).await;
             let _ = kv
-                .compare_and_delete(&keys.job_state(&name), Precondition { value: Some(me.clone()), index: None })
+                .delete(&keys.unit_state(&name, &me), DeleteOptions::default())
+                .await;
+            let _ = kv
+                .compare_and_delete(
+                    &keys.job_state(&name),
+                    Precondition {
+                        value: Some(me.clone()),
+                        index: None,
+                    },
+                )
                 .await;
             self.published.remove(&name);
             self.job_states.remove(&name);

@@ -108,7 +108,12 @@ impl FleetClient {
 
     /// Validate a unit file for `name`: syntax (with line and column) and
     /// `[X-Fleet]`, including a `MachineOf` cycle with units in the registry.
-    pub fn validate(&self, name: &str, text: &str, opts: SubmitOptions) -> Result<Unit, SchedulerError> {
+    pub fn validate(
+        &self,
+        name: &str,
+        text: &str,
+        opts: SubmitOptions,
+    ) -> Result<Unit, SchedulerError> {
         let n = name_of(name)?;
         let unit = Unit::parse(text, Mode::Fleet, Some(name))
             .map_err(|e| SchedulerError::InvalidUnit(e.to_string()))?;
@@ -122,11 +127,14 @@ impl FleetClient {
         .map_err(|e| SchedulerError::InvalidUnit(format!("{name}: {e}")))?;
         for peer in fleet.machine_of() {
             let cycle = self.registry.with(|s| {
-                s.jobs.get(&peer.value).and_then(|j| j.spec.clone()).is_some_and(|spec| {
-                    spec.fleet
-                        .as_ref()
-                        .is_ok_and(|f| f.machine_of().iter().any(|p| p.value == name))
-                })
+                s.jobs
+                    .get(&peer.value)
+                    .and_then(|j| j.spec.clone())
+                    .is_some_and(|spec| {
+                        spec.fleet
+                            .as_ref()
+                            .is_ok_and(|f| f.machine_of().iter().any(|p| p.value == name))
+                    })
             });
             if cycle {
                 return Err(SchedulerError::InvalidUnit(format!(
@@ -140,13 +148,24 @@ impl FleetClient {
 
     /// `fleetctl submit`: store the unit with desired state `inactive`.
     /// Submitting identical content again is a no-op.
-    pub async fn submit(&self, name: &str, text: &str, opts: SubmitOptions) -> Result<(), SchedulerError> {
+    pub async fn submit(
+        &self,
+        name: &str,
+        text: &str,
+        opts: SubmitOptions,
+    ) -> Result<(), SchedulerError> {
         let unit = self.validate(name, text, opts)?;
         let hash = unit.hash();
         let keys = self.keys().clone();
         let kv = self.kv().clone();
-        let body = serde_json::to_string(&UnitBody { raw: unit.normalized() }).unwrap_or_default();
-        if let Err(e) = kv.create(&keys.unit_body(&hash.to_string()), &body, None).await {
+        let body = serde_json::to_string(&UnitBody {
+            raw: unit.normalized(),
+        })
+        .unwrap_or_default();
+        if let Err(e) = kv
+            .create(&keys.unit_body(&hash.to_string()), &body, None)
+            .await
+        {
             if !e.is_code(ErrorCode::NodeExist) {
                 return Err(e.into());
             }
@@ -156,7 +175,9 @@ impl FleetClient {
             unit_hash: *hash.as_bytes(),
         })
         .unwrap_or_default();
-        let existing = self.registry.with(|s| s.jobs.get(name).and_then(|j| j.hash));
+        let existing = self
+            .registry
+            .with(|s| s.jobs.get(name).and_then(|j| j.hash));
         let existing = match existing {
             Some(h) => Some(h),
             None => match kv.get(&keys.job_object(name), Default::default()).await {
@@ -172,10 +193,15 @@ impl FleetClient {
         match existing {
             Some(h) if h == hash => {}
             Some(_) if !opts.replace => {
-                return Err(SchedulerError::UnitDiffers { name: name.to_owned() })
+                return Err(SchedulerError::UnitDiffers {
+                    name: name.to_owned(),
+                })
             }
             Some(_) => {
-                last = kv.set(&keys.job_object(name), &object, Default::default()).await?.etcd_index;
+                last = kv
+                    .set(&keys.job_object(name), &object, Default::default())
+                    .await?
+                    .etcd_index;
             }
             None => match kv.create(&keys.job_object(name), &object, None).await {
                 Ok(r) => last = r.etcd_index,
@@ -183,7 +209,14 @@ impl FleetClient {
                 Err(e) => return Err(e.into()),
             },
         }
-        match kv.create(&keys.job_target_state(name), DesiredState::Inactive.as_str(), None).await {
+        match kv
+            .create(
+                &keys.job_target_state(name),
+                DesiredState::Inactive.as_str(),
+                None,
+            )
+            .await
+        {
             Ok(r) => last = last.max(r.etcd_index),
             Err(e) if e.is_code(ErrorCode::NodeExist) => {}
             Err(e) => return Err(e.into()),
@@ -205,10 +238,16 @@ impl FleetClient {
     }
 
     fn desired(&self, name: &str) -> Option<DesiredState> {
-        self.registry.with(|s| s.jobs.get(name).and_then(|j| j.desired))
+        self.registry
+            .with(|s| s.jobs.get(name).and_then(|j| j.desired))
     }
 
-    async fn ensure(&self, name: &str, text: Option<&str>, opts: SubmitOptions) -> Result<(), SchedulerError> {
+    async fn ensure(
+        &self,
+        name: &str,
+        text: Option<&str>,
+        opts: SubmitOptions,
+    ) -> Result<(), SchedulerError> {
         if let Some(t) = text {
             return self.submit(name, t, opts).await;
         }
@@ -232,7 +271,11 @@ impl FleetClient {
         }
         let r = self
             .kv()
-            .set(&self.keys().job_target_state(name), state.as_str(), Default::default())
+            .set(
+                &self.keys().job_target_state(name),
+                state.as_str(),
+                Default::default(),
+            )
             .await?;
         self.sync(r.etcd_index).await;
         Ok(())
@@ -240,7 +283,12 @@ impl FleetClient {
 
     /// `fleetctl load`: submit if needed (`text`, or the registry's template
     /// for an instance) and set `loaded`.
-    pub async fn load(&self, name: &str, text: Option<&str>, opts: SubmitOptions) -> Result<(), SchedulerError> {
+    pub async fn load(
+        &self,
+        name: &str,
+        text: Option<&str>,
+        opts: SubmitOptions,
+    ) -> Result<(), SchedulerError> {
         if name_of(name)?.is_template() {
             return Err(SchedulerError::TemplateActivation(name.to_owned()));
         }
@@ -249,7 +297,12 @@ impl FleetClient {
     }
 
     /// `fleetctl start`: submit if needed and set `launched`.
-    pub async fn start(&self, name: &str, text: Option<&str>, opts: SubmitOptions) -> Result<(), SchedulerError> {
+    pub async fn start(
+        &self,
+        name: &str,
+        text: Option<&str>,
+        opts: SubmitOptions,
+    ) -> Result<(), SchedulerError> {
         if name_of(name)?.is_template() {
             return Err(SchedulerError::TemplateActivation(name.to_owned()));
         }
@@ -284,20 +337,34 @@ impl FleetClient {
         };
         match self.kv().delete(&self.keys().job_dir(name), opts).await {
             Ok(r) => {
-                let _ = self.kv().delete(&self.keys().reason(name), DeleteOptions::default()).await;
+                let _ = self
+                    .kv()
+                    .delete(&self.keys().reason(name), DeleteOptions::default())
+                    .await;
                 self.sync(r.etcd_index).await;
                 Ok(())
             }
-            Err(e) if e.is_code(ErrorCode::KeyNotFound) => Err(SchedulerError::UnitNotFound(name.to_owned())),
+            Err(e) if e.is_code(ErrorCode::KeyNotFound) => {
+                Err(SchedulerError::UnitNotFound(name.to_owned()))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     /// Set (`Some`) or remove (`None`) a dynamic metadata key of a machine.
-    pub async fn set_machine_metadata(&self, machine: &str, key: &str, value: Option<&str>) -> Result<(), SchedulerError> {
+    pub async fn set_machine_metadata(
+        &self,
+        machine: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), SchedulerError> {
         let r = self
             .kv()
-            .set(&self.keys().machine_metadata(machine, key), value.unwrap_or(""), Default::default())
+            .set(
+                &self.keys().machine_metadata(machine, key),
+                value.unwrap_or(""),
+                Default::default(),
+            )
             .await?;
         self.sync(r.etcd_index).await;
         Ok(())
@@ -324,9 +391,16 @@ impl FleetClient {
                         name: j.name.clone(),
                         hash: j.hash.map(|h| h.to_string()).unwrap_or_default(),
                         desired: j.desired,
-                        current: if global { None } else { s.current_state(&j.name) },
+                        current: if global {
+                            None
+                        } else {
+                            s.current_state(&j.name)
+                        },
                         target_ip: target.as_ref().and_then(|t| {
-                            s.machines.get(t).and_then(|m| m.object.as_ref()).map(|o| o.public_ip.clone())
+                            s.machines
+                                .get(t)
+                                .and_then(|m| m.object.as_ref())
+                                .map(|o| o.public_ip.clone())
                         }),
                         target,
                         global,
@@ -375,7 +449,11 @@ impl FleetClient {
             s.live_machines()
                 .map(|(id, m)| MachineInfo {
                     id: id.clone(),
-                    public_ip: m.object.as_ref().map(|o| o.public_ip.clone()).unwrap_or_default(),
+                    public_ip: m
+                        .object
+                        .as_ref()
+                        .map(|o| o.public_ip.clone())
+                        .unwrap_or_default(),
                     metadata: m.effective_metadata(),
                 })
                 .collect()

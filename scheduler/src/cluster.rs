@@ -222,7 +222,9 @@ impl ClusterState {
                     let waiting: Vec<String> = self
                         .jobs
                         .values()
-                        .filter(|j| j.spec.is_none() && j.hash.is_some_and(|h| h.to_string() == hash))
+                        .filter(|j| {
+                            j.spec.is_none() && j.hash.is_some_and(|h| h.to_string() == hash)
+                        })
                         .map(|j| j.name.clone())
                         .collect();
                     for u in waiting {
@@ -329,14 +331,18 @@ impl ClusterState {
     }
 
     fn job_mut(&mut self, unit: &str) -> &mut JobRecord {
-        self.jobs.entry(unit.to_owned()).or_insert_with(|| JobRecord {
-            name: unit.to_owned(),
-            ..JobRecord::default()
-        })
+        self.jobs
+            .entry(unit.to_owned())
+            .or_insert_with(|| JobRecord {
+                name: unit.to_owned(),
+                ..JobRecord::default()
+            })
     }
 
     fn refresh_spec(&mut self, unit: &str) {
-        let Some(job) = self.jobs.get(unit) else { return };
+        let Some(job) = self.jobs.get(unit) else {
+            return;
+        };
         let Some(hash) = job.hash else { return };
         let Some(body) = self.bodies.get(&hash.to_string()).cloned() else {
             return;
@@ -358,7 +364,9 @@ impl ClusterState {
     }
 
     pub fn is_live(&self, machine: &str) -> bool {
-        self.machines.get(machine).is_some_and(|m| m.object.is_some())
+        self.machines
+            .get(machine)
+            .is_some_and(|m| m.object.is_some())
     }
 
     /// fleet's derived current state of a unit (scheduler.md §4.3).
@@ -406,21 +414,56 @@ mod tests {
         let raw = "[Service]\nExecStart=/bin/true\n\n[X-Fleet]\nConflicts=%p@*.service\n";
         let unit = Unit::parse(raw, Mode::Fleet, None).unwrap();
         let hash = unit.hash();
-        let body = serde_json::to_string(&UnitBody { raw: unit.normalized() }).unwrap();
-        let obj = serde_json::to_string(&JobObject { name: "a@1.service".into(), unit_hash: *hash.as_bytes() }).unwrap();
-        s.apply_event(Action::Set, Some(&node(&keys.job_object("a@1.service"), &obj, 1)), 1);
+        let body = serde_json::to_string(&UnitBody {
+            raw: unit.normalized(),
+        })
+        .unwrap();
+        let obj = serde_json::to_string(&JobObject {
+            name: "a@1.service".into(),
+            unit_hash: *hash.as_bytes(),
+        })
+        .unwrap();
+        s.apply_event(
+            Action::Set,
+            Some(&node(&keys.job_object("a@1.service"), &obj, 1)),
+            1,
+        );
         assert!(s.jobs["a@1.service"].spec.is_none());
-        s.apply_event(Action::Create, Some(&node(&keys.unit_body(&hash.to_string()), &body, 2)), 2);
+        s.apply_event(
+            Action::Create,
+            Some(&node(&keys.unit_body(&hash.to_string()), &body, 2)),
+            2,
+        );
         let spec = s.jobs["a@1.service"].spec.clone().unwrap();
         assert!(spec.fleet.as_ref().unwrap().conflicts_with("a@2.service"));
-        s.apply_event(Action::Set, Some(&node(&keys.job_target_state("a@1.service"), "launched", 3)), 3);
-        s.apply_event(Action::Create, Some(&node(&keys.job_target("a@1.service"), "m1", 4)), 4);
+        s.apply_event(
+            Action::Set,
+            Some(&node(&keys.job_target_state("a@1.service"), "launched", 3)),
+            3,
+        );
+        s.apply_event(
+            Action::Create,
+            Some(&node(&keys.job_target("a@1.service"), "m1", 4)),
+            4,
+        );
         assert_eq!(s.current_state("a@1.service"), Some(DesiredState::Inactive));
-        s.apply_event(Action::Delete, Some(&node(&keys.job_target("a@1.service"), "", 5)), 5);
+        s.apply_event(
+            Action::Delete,
+            Some(&node(&keys.job_target("a@1.service"), "", 5)),
+            5,
+        );
         assert_eq!(s.jobs["a@1.service"].target, None);
-        s.apply_event(Action::Set, Some(&node(&keys.machine_metadata("m1", "role"), "web", 6)), 6);
+        s.apply_event(
+            Action::Set,
+            Some(&node(&keys.machine_metadata("m1", "role"), "web", 6)),
+            6,
+        );
         assert!(!s.is_live("m1"));
-        s.apply_event(Action::Delete, Some(&node(&keys.job_dir("a@1.service"), "", 7)), 7);
+        s.apply_event(
+            Action::Delete,
+            Some(&node(&keys.job_dir("a@1.service"), "", 7)),
+            7,
+        );
         assert!(s.jobs.is_empty());
         assert_eq!(s.index, 7);
     }

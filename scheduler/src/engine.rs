@@ -33,7 +33,9 @@ pub struct EngineConfig {
 impl EngineConfig {
     /// Lease TTL in whole seconds (at least 1).
     pub fn lease_ttl(&self) -> u64 {
-        (self.reconcile_interval.as_secs_f64() * 5.0).ceil().max(1.0) as u64
+        (self.reconcile_interval.as_secs_f64() * 5.0)
+            .ceil()
+            .max(1.0) as u64
     }
 }
 
@@ -118,7 +120,13 @@ impl Engine {
             let key = self.registry.keys().engine_lease();
             let _ = self
                 .kv()
-                .compare_and_delete(&key, Precondition { value: None, index: Some(idx) })
+                .compare_and_delete(
+                    &key,
+                    Precondition {
+                        value: None,
+                        index: Some(idx),
+                    },
+                )
                 .await;
         }
     }
@@ -134,7 +142,15 @@ impl Engine {
         if let Some(idx) = self.lease_index {
             match self
                 .kv()
-                .compare_and_swap(&key, &value, Precondition { value: None, index: Some(idx) }, Some(ttl))
+                .compare_and_swap(
+                    &key,
+                    &value,
+                    Precondition {
+                        value: None,
+                        index: Some(idx),
+                    },
+                    Some(ttl),
+                )
                 .await
             {
                 Ok(r) => {
@@ -144,7 +160,8 @@ impl Engine {
                 Err(e) => {
                     tracing::warn!(error = %e, "Engine leadership lost, renewal failed");
                     self.lease_index = None;
-                    if !(is_code(&e, ErrorCode::TestFailed) || is_code(&e, ErrorCode::KeyNotFound)) {
+                    if !(is_code(&e, ErrorCode::TestFailed) || is_code(&e, ErrorCode::KeyNotFound))
+                    {
                         return Err(e.into());
                     }
                 }
@@ -159,7 +176,9 @@ impl Engine {
             Err(e) if is_code(&e, ErrorCode::NodeExist) => {
                 // Steal from an engine of an older version.
                 let current = self.kv().get(&key, Default::default()).await?;
-                let Some(node) = current.node() else { return Ok(false) };
+                let Some(node) = current.node() else {
+                    return Ok(false);
+                };
                 let rec = LeaseRecord::parse(node.value.as_deref().unwrap_or(""));
                 if rec.version < ENGINE_VERSION {
                     let remaining = node.ttl.max(0) as u64;
@@ -168,7 +187,10 @@ impl Engine {
                         .compare_and_swap(
                             &key,
                             &value,
-                            Precondition { value: None, index: Some(node.modified_index) },
+                            Precondition {
+                                value: None,
+                                index: Some(node.modified_index),
+                            },
                             Some(ttl + remaining),
                         )
                         .await?;
@@ -212,15 +234,30 @@ impl Engine {
             (input, reasons, stale)
         });
         let p = plan(&input);
-        let mut report = PassReport { leader: true, unplaceable: p.unplaceable.len(), ..Default::default() };
+        let mut report = PassReport {
+            leader: true,
+            unplaceable: p.unplaceable.len(),
+            ..Default::default()
+        };
         let mut last = 0u64;
         let kv = self.kv().clone();
         for d in &p.decisions {
             let r = match d {
-                Decision::Unschedule { unit, machine, reason } => {
+                Decision::Unschedule {
+                    unit,
+                    machine,
+                    reason,
+                } => {
                     tracing::info!(unit = %unit, machine = %machine, "unscheduling: {reason}");
                     report.unscheduled += 1;
-                    kv.compare_and_delete(&keys.job_target(unit), Precondition { value: Some(machine.clone()), index: None }).await
+                    kv.compare_and_delete(
+                        &keys.job_target(unit),
+                        Precondition {
+                            value: Some(machine.clone()),
+                            index: None,
+                        },
+                    )
+                    .await
                 }
                 Decision::Schedule { unit, machine } => {
                     tracing::info!(unit = %unit, machine = %machine, "scheduling");
@@ -230,7 +267,9 @@ impl Engine {
             };
             match r {
                 Ok(r) => last = last.max(r.etcd_index),
-                Err(e) => tracing::debug!(error = %e, "schedule change lost a race; next pass retries"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "schedule change lost a race; next pass retries")
+                }
             }
         }
         for (unit, reason) in &p.unplaceable {
@@ -240,9 +279,15 @@ impl Engine {
                 }
             }
         }
-        let gone: BTreeSet<&String> = reasons.keys().filter(|u| !p.unplaceable.contains_key(*u)).collect();
+        let gone: BTreeSet<&String> = reasons
+            .keys()
+            .filter(|u| !p.unplaceable.contains_key(*u))
+            .collect();
         for unit in gone {
-            if let Ok(r) = kv.delete(&keys.reason(unit), DeleteOptions::default()).await {
+            if let Ok(r) = kv
+                .delete(&keys.reason(unit), DeleteOptions::default())
+                .await
+            {
                 last = last.max(r.etcd_index);
             }
         }
@@ -258,7 +303,9 @@ impl Engine {
             }
         }
         if last > 0 {
-            self.registry.wait_for_index(last, Duration::from_secs(5)).await;
+            self.registry
+                .wait_for_index(last, Duration::from_secs(5))
+                .await;
         }
         let took = started.elapsed();
         if took > self.cfg.reconcile_interval {

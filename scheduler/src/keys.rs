@@ -162,16 +162,28 @@ mod tests {
     #[test]
     fn layout_matches_fleet() {
         let k = Keys::default();
-        assert_eq!(k.job_object("a.service"), "/_coreos.com/fleet/job/a.service/object");
-        assert_eq!(k.unit_state("a.service", "m1"), "/_coreos.com/fleet/states/a.service/m1");
+        assert_eq!(
+            k.job_object("a.service"),
+            "/_coreos.com/fleet/job/a.service/object"
+        );
+        assert_eq!(
+            k.unit_state("a.service", "m1"),
+            "/_coreos.com/fleet/states/a.service/m1"
+        );
         assert_eq!(k.engine_lease(), "/_coreos.com/fleet/lease/engine-leader");
         assert_eq!(k.root(), "/_coreos.com/fleet");
         assert_eq!(Keys::new("custom").prefix(), "/custom/");
         assert_eq!(
             k.classify("/_coreos.com/fleet/machines/m1/metadata/role"),
-            KeyKind::MachineMetadata { machine: "m1".into(), key: "role".into() }
+            KeyKind::MachineMetadata {
+                machine: "m1".into(),
+                key: "role".into()
+            }
         );
-        assert_eq!(k.classify("/_coreos.com/fleet/job/x.service/target"), KeyKind::JobTarget("x.service".into()));
+        assert_eq!(
+            k.classify("/_coreos.com/fleet/job/x.service/target"),
+            KeyKind::JobTarget("x.service".into())
+        );
         assert_eq!(k.classify("/elsewhere/job/x/target"), KeyKind::Other);
     }
 }

@@ -106,9 +106,13 @@ impl MemKv {
         let index = store.index();
         drop(store);
         self.changed.notify_waiters();
-        let event = applied
-            .into_event()
-            .ok_or_else(|| KvError::Key(V2Error::new(keelson_kv::v2::ErrorCode::RaftInternal, "no event", index)))?;
+        let event = applied.into_event().ok_or_else(|| {
+            KvError::Key(V2Error::new(
+                keelson_kv::v2::ErrorCode::RaftInternal,
+                "no event",
+                index,
+            ))
+        })?;
         Ok(response(&event, index))
     }
 }
@@ -300,10 +304,28 @@ mod tests {
         let r = kv.create("/a/b", "1", Some(1)).await.unwrap();
         assert_eq!(r.etcd_index, 1);
         assert!(kv.create("/a/b", "2", None).await.is_err());
-        let got = kv.get("/a", GetOptions { recursive: true, ..Default::default() }).await.unwrap();
-        assert_eq!(got.node().and_then(|n| n.nodes.as_ref()).map(Vec::len), Some(1));
+        let got = kv
+            .get(
+                "/a",
+                GetOptions {
+                    recursive: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            got.node().and_then(|n| n.nodes.as_ref()).map(Vec::len),
+            Some(1)
+        );
         let w = kv
-            .watch_once("/a", WatchOptions { recursive: true, wait_index: Some(2) })
+            .watch_once(
+                "/a",
+                WatchOptions {
+                    recursive: true,
+                    wait_index: Some(2),
+                },
+            )
             .await
             .unwrap();
         assert_eq!(w.event.action, keelson_kv::v2::Action::Expire);

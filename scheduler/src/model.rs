@@ -131,7 +131,11 @@ pub struct UnitStateRecord {
     pub active_state: String,
     #[serde(rename = "subState")]
     pub sub_state: String,
-    #[serde(rename = "machineState", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "machineState",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub machine_state: Option<MachineState>,
     /// 40 hex digits.
     #[serde(rename = "unitHash", default)]
@@ -197,20 +201,37 @@ mod tests {
 
     #[test]
     fn json_shapes_match_fleet() {
-        let j = JobObject { name: "a.service".into(), unit_hash: [1; 20] };
+        let j = JobObject {
+            name: "a.service".into(),
+            unit_hash: [1; 20],
+        };
         assert_eq!(
             serde_json::to_string(&j).unwrap(),
             r#"{"Name":"a.service","UnitHash":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}"#
         );
-        let m = MachineState { id: "m".into(), public_ip: "1.2.3.4".into(), version: "1.0.0".into(), ..Default::default() };
+        let m = MachineState {
+            id: "m".into(),
+            public_ip: "1.2.3.4".into(),
+            version: "1.0.0".into(),
+            ..Default::default()
+        };
         assert_eq!(
             serde_json::to_string(&m).unwrap(),
             r#"{"ID":"m","PublicIP":"1.2.3.4","Metadata":{},"Capabilities":{"DISABLE_ENGINE":false,"GRPC":false},"Version":"1.0.0"}"#
         );
-        assert_eq!(LeaseRecord::parse("abc"), LeaseRecord { machine_id: "abc".into(), version: 0 });
+        assert_eq!(
+            LeaseRecord::parse("abc"),
+            LeaseRecord {
+                machine_id: "abc".into(),
+                version: 0
+            }
+        );
         assert_eq!(
             LeaseRecord::parse(r#"{"MachineID":"x","Version":1}"#),
-            LeaseRecord { machine_id: "x".into(), version: 1 }
+            LeaseRecord {
+                machine_id: "x".into(),
+                version: 1
+            }
         );
     }
 

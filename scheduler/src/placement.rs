@@ -217,7 +217,11 @@ impl<'a> Planner<'a> {
             }
         }
         if !fleet.metadata().is_empty() && !fleet.metadata_matches(mach.meta) {
-            let reqs: Vec<String> = fleet.metadata().iter().map(|l| l.value.to_string()).collect();
+            let reqs: Vec<String> = fleet
+                .metadata()
+                .iter()
+                .map(|l| l.value.to_string())
+                .collect();
             return Err(format!(
                 "local Machine metadata insufficient (requires {})",
                 reqs.join(" ")
@@ -327,7 +331,10 @@ impl<'a> Planner<'a> {
                         ));
                     };
                     return try_one(m).map_err(|e| {
-                        format!("cannot join Unit({}) on Machine({}): {e}", peer.value, self.machines[m].id)
+                        format!(
+                            "cannot join Unit({}) on Machine({}): {e}",
+                            peer.value, self.machines[m].id
+                        )
                     });
                 }
                 Some(_) => {}
@@ -346,7 +353,13 @@ impl<'a> Planner<'a> {
         let shown: Vec<String> = by_count
             .iter()
             .take(3)
-            .map(|(n, r)| if *n == 1 { format!("1 machine: {r}") } else { format!("{n} machines: {r}") })
+            .map(|(n, r)| {
+                if *n == 1 {
+                    format!("1 machine: {r}")
+                } else {
+                    format!("{n} machines: {r}")
+                }
+            })
             .collect();
         let more = by_count.len().saturating_sub(3);
         let mut reason = format!("no agents able to run job: {}", shown.join("; "));
@@ -397,7 +410,11 @@ pub fn plan(input: &PlacementInput) -> Plan {
     }
     let mut p = Planner {
         by_name: units.iter().enumerate().map(|(i, u)| (u.name, i)).collect(),
-        by_full_id: machines.iter().enumerate().map(|(i, m)| (m.id, i)).collect(),
+        by_full_id: machines
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.id, i))
+            .collect(),
         by_short_id,
         assigned: vec![None; units.len()],
         order: (0..machines.len()).map(|m| (0, m)).collect(),
@@ -431,7 +448,9 @@ pub fn plan(input: &PlacementInput) -> Plan {
     let mut unschedules = Vec::new();
     let mut original: Vec<Option<usize>> = vec![None; p.units.len()];
     for (u, input) in unit_order.iter().enumerate() {
-        let Some(target) = &input.target else { continue };
+        let Some(target) = &input.target else {
+            continue;
+        };
         let unschedule = |reason: String| Decision::Unschedule {
             unit: input.name.clone(),
             machine: target.clone(),
@@ -496,7 +515,12 @@ pub fn plan(input: &PlacementInput) -> Plan {
         })
         .map(|u| (u, None))
         .collect();
-    todo.sort_by_key(|&(u, _)| (p.units[u].fleet.is_some_and(|f| !f.machine_of().is_empty()), u));
+    todo.sort_by_key(|&(u, _)| {
+        (
+            p.units[u].fleet.is_some_and(|f| !f.machine_of().is_empty()),
+            u,
+        )
+    });
     let replaced_excl: HashMap<usize, usize> = queue_replaced.iter().copied().collect();
     for t in &mut todo {
         t.1 = replaced_excl.get(&t.0).copied();
@@ -593,7 +617,9 @@ mod tests {
         let n = UnitName::parse(name).unwrap();
         UnitInput {
             name: name.to_owned(),
-            fleet: XFleet::for_unit(&opts, &n).map(Arc::new).map_err(|e| e.to_string()),
+            fleet: XFleet::for_unit(&opts, &n)
+                .map(Arc::new)
+                .map_err(|e| e.to_string()),
             desired,
             target: None,
         }
@@ -602,7 +628,10 @@ mod tests {
     fn machine(id: &str, meta: &[(&str, &str)]) -> MachineInput {
         MachineInput {
             id: id.to_owned(),
-            metadata: meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            metadata: meta
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -625,31 +654,70 @@ mod tests {
         let input = PlacementInput {
             machines: book_machines(),
             units: vec![
-                unit("nginxweb.service", Launched, &[("MachineMetadata", "compute=web")]),
-                unit("nginxdb.service", Launched, &[("MachineMetadata", "compute=db")]),
-                unit("cache.service", Launched, &[("MachineMetadata", "compute=cache")]),
-                unit("and.service", Launched, &[("MachineMetadata", "\"compute=web\" \"rack=rack2\"")]),
+                unit(
+                    "nginxweb.service",
+                    Launched,
+                    &[("MachineMetadata", "compute=web")],
+                ),
+                unit(
+                    "nginxdb.service",
+                    Launched,
+                    &[("MachineMetadata", "compute=db")],
+                ),
+                unit(
+                    "cache.service",
+                    Launched,
+                    &[("MachineMetadata", "compute=cache")],
+                ),
+                unit(
+                    "and.service",
+                    Launched,
+                    &[("MachineMetadata", "\"compute=web\" \"rack=rack2\"")],
+                ),
             ],
         };
         let p = plan(&input);
         assert_eq!(p.placement["nginxweb.service"], id(1));
         assert_eq!(p.placement["nginxdb.service"], id(3));
         assert_eq!(p.placement["and.service"], id(2));
-        assert!(p.unplaceable["cache.service"].contains("metadata insufficient"), "{:?}", p.unplaceable);
+        assert!(
+            p.unplaceable["cache.service"].contains("metadata insufficient"),
+            "{:?}",
+            p.unplaceable
+        );
     }
 
     #[test]
     fn machine_of_pairs_and_conflicts_spread() {
         let mut units = Vec::new();
         for i in 1..=3 {
-            units.push(unit(&format!("mysql@{i}.service"), Launched, &[("Conflicts", "mysql@*.service")]));
-            units.push(unit(&format!("wordpress@{i}.service"), Launched, &[("MachineOf", "mysql@%i.service")]));
+            units.push(unit(
+                &format!("mysql@{i}.service"),
+                Launched,
+                &[("Conflicts", "mysql@*.service")],
+            ));
+            units.push(unit(
+                &format!("wordpress@{i}.service"),
+                Launched,
+                &[("MachineOf", "mysql@%i.service")],
+            ));
         }
-        units.push(unit("wordpress@4.service", Launched, &[("MachineOf", "mysql@%i.service")]));
+        units.push(unit(
+            "wordpress@4.service",
+            Launched,
+            &[("MachineOf", "mysql@%i.service")],
+        ));
         for i in 1..=4 {
-            units.push(unit(&format!("hc@{i}.service"), Launched, &[("X-Conflicts", "%p@*.service")]));
+            units.push(unit(
+                &format!("hc@{i}.service"),
+                Launched,
+                &[("X-Conflicts", "%p@*.service")],
+            ));
         }
-        let p = plan(&PlacementInput { machines: book_machines(), units });
+        let p = plan(&PlacementInput {
+            machines: book_machines(),
+            units,
+        });
         let mut seen = BTreeSet::new();
         for i in 1..=3 {
             let m = &p.placement[&format!("mysql@{i}.service")];
@@ -658,9 +726,15 @@ mod tests {
         }
         assert_eq!(seen.len(), 3);
         assert!(p.unplaceable["wordpress@4.service"].contains("mysql@4.service"));
-        let hc: BTreeSet<_> = (1..=3).map(|i| p.placement[&format!("hc@{i}.service")].clone()).collect();
+        let hc: BTreeSet<_> = (1..=3)
+            .map(|i| p.placement[&format!("hc@{i}.service")].clone())
+            .collect();
         assert_eq!(hc.len(), 3);
-        assert!(p.unplaceable["hc@4.service"].contains("conflict"), "{}", p.unplaceable["hc@4.service"]);
+        assert!(
+            p.unplaceable["hc@4.service"].contains("conflict"),
+            "{}",
+            p.unplaceable["hc@4.service"]
+        );
     }
 
     #[test]
@@ -680,24 +754,47 @@ mod tests {
 
     #[test]
     fn lost_machine_moves_units_only_to_eligible_machines() {
-        let mut web = unit("nginxweb.service", Launched, &[("MachineMetadata", "compute=web")]);
+        let mut web = unit(
+            "nginxweb.service",
+            Launched,
+            &[("MachineMetadata", "compute=web")],
+        );
         web.target = Some(id(1));
         let mut plain = unit("plain.service", Launched, &[]);
         plain.target = Some(id(1));
         let machines: Vec<_> = book_machines().into_iter().skip(1).collect();
-        let p = plan(&PlacementInput { machines, units: vec![web, plain] });
+        let p = plan(&PlacementInput {
+            machines,
+            units: vec![web, plain],
+        });
         assert_eq!(p.placement["nginxweb.service"], id(2));
         assert_eq!(p.placement["plain.service"], id(3));
-        assert!(p.decisions.iter().any(|d| matches!(d, Decision::Unschedule { reason, .. } if reason.contains("went away"))));
+        assert!(p.decisions.iter().any(
+            |d| matches!(d, Decision::Unschedule { reason, .. } if reason.contains("went away"))
+        ));
     }
 
     #[test]
     fn inactive_units_are_unscheduled_and_globals_counted() {
         let mut a = unit("a.service", Inactive, &[]);
         a.target = Some(id(1));
-        let g = unit("g.service", Launched, &[("Global", "true"), ("MachineMetadata", "compute=web")]);
-        let p = plan(&PlacementInput { machines: book_machines(), units: vec![a, g, unit("b.service", Launched, &[])] });
-        assert_eq!(p.decisions[0], Decision::Unschedule { unit: "a.service".into(), machine: id(1), reason: "target state inactive".into() });
+        let g = unit(
+            "g.service",
+            Launched,
+            &[("Global", "true"), ("MachineMetadata", "compute=web")],
+        );
+        let p = plan(&PlacementInput {
+            machines: book_machines(),
+            units: vec![a, g, unit("b.service", Launched, &[])],
+        });
+        assert_eq!(
+            p.decisions[0],
+            Decision::Unschedule {
+                unit: "a.service".into(),
+                machine: id(1),
+                reason: "target state inactive".into()
+            }
+        );
         assert_eq!(p.global[&id(1)], vec!["g.service".to_string()]);
         assert!(p.global[&id(3)].is_empty());
         // web machines carry the global unit, so the db machine is least loaded.
@@ -708,17 +805,27 @@ mod tests {
     fn replaces_moves_the_replaced_unit() {
         let mut old = unit("old.service", Launched, &[]);
         old.target = Some(id(1));
-        let new = unit("new.service", Launched, &[("Replaces", "old.service"), ("MachineID", &id(1))]);
+        let new = unit(
+            "new.service",
+            Launched,
+            &[("Replaces", "old.service"), ("MachineID", &id(1))],
+        );
         // MachineID cannot combine with Replaces: validation refuses it.
         assert!(new.fleet.is_err());
         let new = unit("new.service", Launched, &[("Replaces", "old.service")]);
-        let p = plan(&PlacementInput { machines: vec![machine(&id(1), &[]), machine(&id(2), &[])], units: vec![old.clone(), new] });
+        let p = plan(&PlacementInput {
+            machines: vec![machine(&id(1), &[]), machine(&id(2), &[])],
+            units: vec![old.clone(), new],
+        });
         // new goes to the least-loaded machine (2); nothing to replace there.
         assert_eq!(p.placement["new.service"], id(2));
         assert_eq!(p.placement["old.service"], id(1));
         let mut new = unit("new.service", Launched, &[("Replaces", "old.service")]);
         new.target = Some(id(1));
-        let p = plan(&PlacementInput { machines: vec![machine(&id(1), &[]), machine(&id(2), &[])], units: vec![old, new] });
+        let p = plan(&PlacementInput {
+            machines: vec![machine(&id(1), &[]), machine(&id(2), &[])],
+            units: vec![old, new],
+        });
         assert_eq!(p.placement["new.service"], id(1));
         assert_eq!(p.placement["old.service"], id(2));
     }
@@ -736,7 +843,13 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, (role, rack))| {
-                machine(&format!("{:032x}", i + 1), &[("role", roles[*role as usize % 3]), ("rack", &rack.to_string())])
+                machine(
+                    &format!("{:032x}", i + 1),
+                    &[
+                        ("role", roles[*role as usize % 3]),
+                        ("rack", &rack.to_string()),
+                    ],
+                )
             })
             .collect();
         let mut units = Vec::new();
@@ -748,12 +861,25 @@ mod tests {
                 0 => vec![],
                 1 => vec![("MachineMetadata", format!("role={role}"))],
                 2 => vec![("Conflicts", "%p@*.service".to_owned())],
-                3 => vec![("MachineOf", format!("t{tpl}@{}.service", i.saturating_sub(1 + *arg as usize)))],
-                4 => vec![("Global", "true".to_owned()), ("MachineMetadata", format!("role={role}"))],
-                5 => vec![("MachineMetadata", format!("rack>={arg}")), ("Conflicts", format!("t{arg}@*"))],
+                3 => vec![(
+                    "MachineOf",
+                    format!("t{tpl}@{}.service", i.saturating_sub(1 + *arg as usize)),
+                )],
+                4 => vec![
+                    ("Global", "true".to_owned()),
+                    ("MachineMetadata", format!("role={role}")),
+                ],
+                5 => vec![
+                    ("MachineMetadata", format!("rack>={arg}")),
+                    ("Conflicts", format!("t{arg}@*")),
+                ],
                 _ => {
                     let full = format!("{:032x}", *arg as usize + 1);
-                    let v = if arg % 2 == 0 { full } else { full[..8].to_owned() };
+                    let v = if arg % 2 == 0 {
+                        full
+                    } else {
+                        full[..8].to_owned()
+                    };
                     vec![("MachineID", v)]
                 }
             };
@@ -764,7 +890,10 @@ mod tests {
             }
             units.push(u);
         }
-        PlacementInput { machines: ms, units }
+        PlacementInput {
+            machines: ms,
+            units,
+        }
     }
 
     fn apply(input: &PlacementInput, p: &Plan) -> PlacementInput {

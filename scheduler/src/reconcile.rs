@@ -36,11 +36,19 @@ pub struct LocalUnit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Task {
     /// Stop if running, then forget the unit file.
-    Unload { unit: String },
+    Unload {
+        unit: String,
+    },
     /// Write the unit file and load it.
-    Load { unit: String },
-    Stop { unit: String },
-    Start { unit: String },
+    Load {
+        unit: String,
+    },
+    Stop {
+        unit: String,
+    },
+    Start {
+        unit: String,
+    },
 }
 
 /// The units `machine` should run according to `state`: non-global units
@@ -126,7 +134,12 @@ pub fn reconcile(
             }
         }
     }
-    unloads.into_iter().chain(loads).chain(stops).chain(starts).collect()
+    unloads
+        .into_iter()
+        .chain(loads)
+        .chain(stops)
+        .chain(starts)
+        .collect()
 }
 
 /// The tasks of an agent that lost its heartbeat: stop everything it
@@ -135,7 +148,9 @@ pub fn reconcile_isolated(current: &BTreeMap<String, LocalUnit>) -> Vec<Task> {
     current
         .values()
         .filter(|l| l.launched || l.state.is_active())
-        .map(|l| Task::Stop { unit: l.name.clone() })
+        .map(|l| Task::Stop {
+            unit: l.name.clone(),
+        })
         .collect()
 }
 
@@ -149,45 +164,116 @@ mod tests {
     }
 
     fn body() -> Arc<StoredBody> {
-        Arc::new(StoredBody { raw: String::new(), options: Ok(vec![]) })
+        Arc::new(StoredBody {
+            raw: String::new(),
+            options: Ok(vec![]),
+        })
     }
 
     fn want(name: &str, h: u8, state: DesiredState) -> (String, DesiredUnit) {
-        (name.into(), DesiredUnit { name: name.into(), hash: hash(h), state, body: body() })
+        (
+            name.into(),
+            DesiredUnit {
+                name: name.into(),
+                hash: hash(h),
+                state,
+                body: body(),
+            },
+        )
     }
 
     fn have(name: &str, h: u8, launched: bool) -> (String, LocalUnit) {
-        let state = if launched { SystemdState::new("loaded", "active", "running") } else { SystemdState::loaded_inactive() };
-        (name.into(), LocalUnit { name: name.into(), hash: hash(h), launched, state })
+        let state = if launched {
+            SystemdState::new("loaded", "active", "running")
+        } else {
+            SystemdState::loaded_inactive()
+        };
+        (
+            name.into(),
+            LocalUnit {
+                name: name.into(),
+                hash: hash(h),
+                launched,
+                state,
+            },
+        )
     }
 
     #[test]
     fn tasks_in_fleet_order() {
         use DesiredState::*;
-        let desired: BTreeMap<_, _> = [want("new.service", 1, Launched), want("changed.service", 2, Launched), want("stop.service", 3, Loaded), want("same.service", 4, Launched)].into();
-        let current: BTreeMap<_, _> = [have("gone.service", 9, true), have("changed.service", 1, true), have("stop.service", 3, true), have("same.service", 4, true)].into();
+        let desired: BTreeMap<_, _> = [
+            want("new.service", 1, Launched),
+            want("changed.service", 2, Launched),
+            want("stop.service", 3, Loaded),
+            want("same.service", 4, Launched),
+        ]
+        .into();
+        let current: BTreeMap<_, _> = [
+            have("gone.service", 9, true),
+            have("changed.service", 1, true),
+            have("stop.service", 3, true),
+            have("same.service", 4, true),
+        ]
+        .into();
         let t = reconcile(&desired, &current);
         let u = |s: &str| s.to_string();
-        assert_eq!(t, vec![
-            Task::Unload { unit: u("changed.service") },
-            Task::Unload { unit: u("gone.service") },
-            Task::Load { unit: u("changed.service") },
-            Task::Load { unit: u("new.service") },
-            Task::Stop { unit: u("stop.service") },
-            Task::Start { unit: u("changed.service") },
-            Task::Start { unit: u("new.service") },
-        ]);
+        assert_eq!(
+            t,
+            vec![
+                Task::Unload {
+                    unit: u("changed.service")
+                },
+                Task::Unload {
+                    unit: u("gone.service")
+                },
+                Task::Load {
+                    unit: u("changed.service")
+                },
+                Task::Load {
+                    unit: u("new.service")
+                },
+                Task::Stop {
+                    unit: u("stop.service")
+                },
+                Task::Start {
+                    unit: u("changed.service")
+                },
+                Task::Start {
+                    unit: u("new.service")
+                },
+            ]
+        );
         assert_eq!(reconcile_isolated(&current).len(), 4);
     }
 
     /// Apply tasks the way an init system would.
-    fn run(current: &mut BTreeMap<String, LocalUnit>, desired: &BTreeMap<String, DesiredUnit>, tasks: &[Task]) {
+    fn run(
+        current: &mut BTreeMap<String, LocalUnit>,
+        desired: &BTreeMap<String, DesiredUnit>,
+        tasks: &[Task],
+    ) {
         for t in tasks {
             match t {
-                Task::Unload { unit } => { current.remove(unit); }
-                Task::Load { unit } => { current.insert(unit.clone(), have(unit, desired[unit].hash.as_bytes()[0], false).1); }
-                Task::Stop { unit } => { if let Some(l) = current.get_mut(unit) { l.launched = false; } }
-                Task::Start { unit } => { if let Some(l) = current.get_mut(unit) { l.launched = true; } }
+                Task::Unload { unit } => {
+                    current.remove(unit);
+                }
+                Task::Load { unit } => {
+                    current.insert(
+                        unit.clone(),
+                        have(unit, desired[unit].hash.as_bytes()[0], false).1,
+                    );
+                }
+                Task::Stop { unit } => {
+                    if let Some(l) = current.get_mut(unit) {
+                        l.launched = false;
+                    }
+                }
+                Task::Start { unit } => {
+                    if let Some(l) = current.get_mut(unit) {
+                        l.launched = true;
+                    }
+                }
             }
         }
     }

@@ -40,7 +40,11 @@ async fn read_all(kv: &dyn KvClient, keys: &Keys) -> Result<ClusterState, KvErro
         quorum: false,
     };
     match kv.get(keys.root(), opts).await {
-        Ok(r) => Ok(ClusterState::from_snapshot(keys.clone(), r.node(), r.etcd_index)),
+        Ok(r) => Ok(ClusterState::from_snapshot(
+            keys.clone(),
+            r.node(),
+            r.etcd_index,
+        )),
         Err(KvError::Key(e)) if e.code == ErrorCode::KeyNotFound => {
             Ok(ClusterState::from_snapshot(keys.clone(), None, e.index))
         }
@@ -114,7 +118,10 @@ async fn follow(
     loop {
         match kv.watch_once(keys.root(), opts(next)).await {
             Ok(resp) => {
-                let idx = resp.node().map(|n| n.modified_index).unwrap_or(resp.etcd_index);
+                let idx = resp
+                    .node()
+                    .map(|n| n.modified_index)
+                    .unwrap_or(resp.etcd_index);
                 if let Ok(mut s) = state.write() {
                     s.apply_event(resp.event.action, resp.node(), idx);
                 }
@@ -122,7 +129,10 @@ async fn follow(
                 tx.send_replace(idx);
             }
             Err(e) if e.is_code(ErrorCode::EventIndexCleared) => {
-                tracing::info!(index = next, "registry watch fell behind the history; re-reading");
+                tracing::info!(
+                    index = next,
+                    "registry watch fell behind the history; re-reading"
+                );
                 match read_all(&*kv, &keys).await {
                     Ok(fresh) => {
                         let idx = fresh.index;

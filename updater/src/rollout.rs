@@ -179,8 +179,8 @@ pub struct Policy {
     pub period_interval: Interval,
     /// An update not finished within this long after its grant has timed out.
     pub update_timeout: Interval,
-    /// One canary per new version; a failure or timeout before a success
-    /// switches updates off.
+    /// One canary per new version (no second grant until an attempt has
+    /// finished); a failure or timeout before a success switches updates off.
     pub safe_mode: bool,
 }
 
@@ -403,7 +403,13 @@ impl GroupRollout {
         if !self.policy.updates_enabled {
             return Decision::Refuse(Refusal::UpdatesDisabled);
         }
-        let attempted = u32::try_from(self.attempts.len()).unwrap_or(u32::MAX);
+        // "Attempted" means finished: until one machine has come through the
+        // new version (or failed, which pauses), the canary flies alone.
+        let attempted = self.count(&[
+            AttemptState::Succeeded,
+            AttemptState::Failed,
+            AttemptState::TimedOut,
+        ]);
         let max = if self.policy.safe_mode && attempted == 0 {
             1
         } else {
@@ -621,8 +627,16 @@ mod tests {
         let mut g = open(3, 3600, true);
         let t = MONDAY;
         assert_eq!(g.decide("canary", t), Decision::Grant);
-        assert_eq!(g.decide("m2", t + 1), Decision::Grant, "attempted > 0");
-        assert_eq!(g.decide("m3", t + 2), Decision::Grant);
+        assert_eq!(
+            g.decide("m2", t + 1),
+            Decision::Refuse(Refusal::MaxUpdatesPerPeriodLimitReached),
+            "the canary flies alone"
+        );
+        g.report("canary", Outcome::Installed, t + 50);
+        assert!(matches!(g.decide("m2", t + 51), Decision::Refuse(_)));
+        g.report("canary", Outcome::Succeeded, t + 100);
+        assert_eq!(g.decide("m2", t + 101), Decision::Grant);
+        assert_eq!(g.decide("m3", t + 102), Decision::Grant);
         assert_eq!(
             g.decide("m4", t + 3),
             Decision::Refuse(Refusal::MaxUpdatesPerPeriodLimitReached)
@@ -731,6 +745,10 @@ mod tests {
                             prop_assert!(g.in_progress() <= max);
                             if safe && before == 0 {
                                 prop_assert_eq!(g.in_progress(), 1);
+                            }
+                            let finished = g.attempts.values().any(|a| !matches!(a.state, AttemptState::InProgress | AttemptState::Installed));
+                            if safe && !finished {
+                                prop_assert_eq!(g.in_progress(), 1, "canary alone");
                             }
                         }
                     }

@@ -361,12 +361,11 @@ impl UpdateServer {
 
     /// One group.
     pub fn group(&self, id: &str) -> Result<GroupView, ServerError> {
-        let m = self.model();
-        let g = m
-            .groups
-            .get(id)
-            .ok_or_else(|| ServerError::NoGroup(id.into()))?;
-        Ok(group_view(id, g))
+        let now = crate::driver::unix_now();
+        self.with_group(id, |g, _| {
+            g.sweep(now);
+            Ok(())
+        })
     }
 
     /// Creates a group (no version yet) with `policy` (default: Nebraska's

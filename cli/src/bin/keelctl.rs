@@ -18,11 +18,32 @@ enum Command {
     /// Work with unit files offline: fleet hashes, normalised form, verification.
     #[command(subcommand)]
     Unit(keelson_cli::unit::UnitCommand),
+    /// Drive the update engine (update_engine_client's verbs), sign payloads,
+    /// administer an update server.
+    Update(keelson_cli::update::client::UpdateArgs),
 }
 
 fn main() -> std::process::ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let prog = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // `update_engine_client -status`, or `keelctl update -status`: the original's flags.
+    if prog == "update_engine_client" {
+        return keelson_cli::update::compat::main(args[1..].to_vec());
+    }
+    if args.get(1).is_some_and(|a| a == "update")
+        && args
+            .get(2)
+            .is_some_and(|a| keelson_cli::update::compat::is_action_flag(&a.to_string_lossy()))
+    {
+        return keelson_cli::update::compat::main(args[2..].to_vec());
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Unit(cmd) => keelson_cli::unit::run(cmd),
+        Command::Update(args) => keelson_cli::update::client::run(args),
     }
 }

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: keelson <command> [flags]\n\ncommands:\n  kv    run a key-value member (etcd's flags and ETCD_* variables)\n";
+const USAGE: &str = "usage: keelson <command> [flags]\n\ncommands:\n  kv    run a key-value member (etcd's flags and ETCD_* variables)\n  update-engine  run the update engine of a node (check, download, verify, install)\n  update-server  run an Omaha update server with its admin API\n";
 
 fn main() -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().collect();
@@ -17,12 +17,17 @@ fn main() -> ExitCode {
     if prog == "etcd" || prog == "etcd2" {
         return keelson_cli::kv_daemon::main(args.split_off(1));
     }
+    if prog == "update_engine" {
+        return keelson_cli::update::engine_daemon::main(args.split_off(1));
+    }
     match args
         .get(1)
         .map(|a| a.to_string_lossy().into_owned())
         .as_deref()
     {
         Some("kv") => keelson_cli::kv_daemon::main(args.split_off(2)),
+        Some("update-engine") => keelson_cli::update::engine_daemon::main(args.split_off(2)),
+        Some("update-server") => keelson_cli::update::server_daemon::main(args.split_off(2)),
         Some("--version") | Some("version") => {
             println!("keelson {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

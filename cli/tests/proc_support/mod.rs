@@ -220,7 +220,12 @@ pub fn start_etcd(dir: &Path) -> Server {
     let child = Command::new(bin)
         .args(["--enable-v2=true", "--name", "e1", "--data-dir"])
         .arg(&data)
-        .args(["--listen-client-urls", &curl, "--advertise-client-urls", &curl])
+        .args([
+            "--listen-client-urls",
+            &curl,
+            "--advertise-client-urls",
+            &curl,
+        ])
         .args([
             "--listen-peer-urls",
             &purl,

@@ -285,10 +285,7 @@ fn force_new_cluster<M: StateMachine>(config: &RaftConfig, sm: &mut M) -> Result
     use std::collections::BTreeSet;
 
     let member = config.data_dir.join("member");
-    let wal_dir = config
-        .wal_dir
-        .clone()
-        .unwrap_or_else(|| member.join("wal"));
+    let wal_dir = config.wal_dir.clone().unwrap_or_else(|| member.join("wal"));
     let snap_dir = member.join("snap");
     let old = DiskStorage::open(DiskOptions::new(
         &config.data_dir,
@@ -305,9 +302,8 @@ fn force_new_cluster<M: StateMachine>(config: &RaftConfig, sm: &mut M) -> Result
     }
     let from = last.map_or(0, |l| l.index + 1);
     for (index, bytes) in old.entries(from, u64::MAX) {
-        let e = decode_entry(&bytes).map_err(|e| {
-            StorageError::Metadata(format!("cannot decode log entry {index}: {e}"))
-        })?;
+        let e = decode_entry(&bytes)
+            .map_err(|e| StorageError::Metadata(format!("cannot decode log entry {index}: {e}")))?;
         if let EntryPayload::Normal(p) = &e.payload {
             let commands = p.commands().map_err(|e| {
                 StorageError::Metadata(format!("cannot decode log entry {index}: {e}"))

@@ -601,7 +601,7 @@ async fn forwarded_propose(State(st): State<PeerState>, req: Request) -> Resp {
 
 async fn forwarded_read_index(State(st): State<PeerState>, req: Request) -> Resp {
     if let Err(r) = admit(&st, req).await {
-        return r;
+        return *r;
     }
     json(&match st.core.node().linearizable_read().await {
         Ok(index) => ForwardReply::Ok {

@@ -118,7 +118,12 @@ impl MemInit {
         r
     }
 
-    fn set(&self, name: &str, launched: Option<bool>, state: SystemdState) -> Result<(), InitError> {
+    fn set(
+        &self,
+        name: &str,
+        launched: Option<bool>,
+        state: SystemdState,
+    ) -> Result<(), InitError> {
         self.with(|units| match units.get_mut(name) {
             Some(u) => {
                 if let Some(l) = launched {
@@ -173,7 +178,11 @@ impl InitSystem for MemInit {
         Ok(())
     }
     fn start(&self, name: &str) -> Result<(), InitError> {
-        self.set(name, Some(true), SystemdState::new("loaded", "active", "running"))
+        self.set(
+            name,
+            Some(true),
+            SystemdState::new("loaded", "active", "running"),
+        )
     }
     fn stop(&self, name: &str) -> Result<(), InitError> {
         self.set(name, Some(false), SystemdState::loaded_inactive())
@@ -197,13 +206,25 @@ mod tests {
     #[test]
     fn mem_init_and_refusals() {
         let init = MemInit::new();
-        init.load("a.service", "[Service]\nExecStart=/bin/true\n").unwrap();
+        init.load("a.service", "[Service]\nExecStart=/bin/true\n")
+            .unwrap();
         init.start("a.service").unwrap();
         assert_eq!(init.active(), vec!["a.service".to_string()]);
-        let err = init.load("a.socket", "[Socket]\nListenStream=80\n").unwrap_err();
-        assert!(err.to_string().contains("socket units are not supported"), "{err}");
-        assert!(matches!(init.load("a.timer", ""), Err(InitError::Unsupported { .. })));
-        assert!(matches!(init.load("a.mount", ""), Err(InitError::Unsupported { .. })));
+        let err = init
+            .load("a.socket", "[Socket]\nListenStream=80\n")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("socket units are not supported"),
+            "{err}"
+        );
+        assert!(matches!(
+            init.load("a.timer", ""),
+            Err(InitError::Unsupported { .. })
+        ));
+        assert!(matches!(
+            init.load("a.mount", ""),
+            Err(InitError::Unsupported { .. })
+        ));
         assert!(init.start("b.service").is_err());
     }
 }

@@ -20,7 +20,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use keelson_unitfile::exec::{parse_environment_file, parse_environment_with, parse_exec_with, ExecCommand};
+use keelson_unitfile::exec::{
+    parse_environment_file, parse_environment_with, parse_exec_with, ExecCommand,
+};
 use keelson_unitfile::specifier::SpecifierContext;
 use keelson_unitfile::{fleet_hash, Mode, Unit, UnitHash};
 use rustix::process::{kill_process, kill_process_group, Pid, Signal};
@@ -109,7 +111,9 @@ pub fn parse_timespan(s: &str) -> Option<Option<Duration>> {
             .unwrap_or(rest.len());
         let n: f64 = rest[..num_end].parse().ok()?;
         rest = rest[num_end..].trim_start();
-        let unit_end = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
         let mult = match &rest[..unit_end] {
             "" | "s" | "sec" | "second" | "seconds" => 1.0,
             "ms" | "msec" => 0.001,
@@ -130,7 +134,10 @@ pub fn parse_timespan(s: &str) -> Option<Option<Duration>> {
 }
 
 fn truthy(v: &str) -> bool {
-    matches!(v.to_ascii_lowercase().as_str(), "1" | "yes" | "true" | "on" | "y" | "t")
+    matches!(
+        v.to_ascii_lowercase().as_str(),
+        "1" | "yes" | "true" | "on" | "y" | "t"
+    )
 }
 
 impl ServiceSpec {
@@ -163,8 +170,10 @@ impl ServiceSpec {
             let at = |e: String| bad(format!("line {}: {}={}: {e}", opt.line, opt.name, v));
             match (opt.section.as_str(), opt.name.as_str()) {
                 ("Unit", "BindsTo") => {
-                    let v = keelson_unitfile::specifier::expand(v, ctx).map_err(|e| at(e.to_string()))?;
-                    spec.binds_to.extend(v.split_whitespace().map(str::to_owned))
+                    let v = keelson_unitfile::specifier::expand(v, ctx)
+                        .map_err(|e| at(e.to_string()))?;
+                    spec.binds_to
+                        .extend(v.split_whitespace().map(str::to_owned))
                 }
                 ("Service", "Type") => {
                     spec.ty = match v {
@@ -227,7 +236,11 @@ impl ServiceSpec {
                 ("Service", "WorkingDirectory") => {
                     spec.working_dir = Some(v.trim_start_matches('-').to_owned())
                 }
-                ("Service", key @ ("ExecStartPre" | "ExecStart" | "ExecStartPost" | "ExecStop" | "ExecStopPost")) => {
+                (
+                    "Service",
+                    key @ ("ExecStartPre" | "ExecStart" | "ExecStartPost" | "ExecStop"
+                    | "ExecStopPost"),
+                ) => {
                     let line = parse_exec_with(v, ctx).map_err(|e| at(e.to_string()))?;
                     let list = match key {
                         "ExecStartPre" => &mut spec.start_pre,
@@ -280,7 +293,9 @@ fn process_alive(pid: i32, start_time: u64) -> bool {
     let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
-    let Some(close) = stat.rfind(')') else { return false };
+    let Some(close) = stat.rfind(')') else {
+        return false;
+    };
     let mut fields = stat[close + 1..].split_whitespace();
     let state = fields.next();
     if state == Some("Z") || state == Some("X") {
@@ -308,7 +323,9 @@ fn group_alive(pgid: i32) -> bool {
 enum Cmd {
     Start,
     /// `keep_launched`: a stop caused by `BindsTo=`, not by the agent.
-    Stop { keep_launched: bool },
+    Stop {
+        keep_launched: bool,
+    },
     Unload,
 }
 
@@ -364,8 +381,11 @@ impl Supervisor {
         if let Some(kvctl) = &cfg.kvctl {
             let link = bin.join("etcdctl");
             let _ = fs::remove_file(&link);
-            std::os::unix::fs::symlink(kvctl, &link)
-                .map_err(io(format!("linking {} to {}", link.display(), kvctl.display())))?;
+            std::os::unix::fs::symlink(kvctl, &link).map_err(io(format!(
+                "linking {} to {}",
+                link.display(),
+                kvctl.display()
+            )))?;
         }
         let path_env = format!(
             "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -385,12 +405,20 @@ impl Supervisor {
     }
 
     fn record_path(&self, name: &str) -> PathBuf {
-        self.inner.cfg.state_dir.join("records").join(format!("{name}.json"))
+        self.inner
+            .cfg
+            .state_dir
+            .join("records")
+            .join(format!("{name}.json"))
     }
 
     /// The unit's log file.
     pub fn log_path(&self, name: &str) -> PathBuf {
-        self.inner.cfg.state_dir.join("logs").join(format!("{name}.log"))
+        self.inner
+            .cfg
+            .state_dir
+            .join("logs")
+            .join(format!("{name}.log"))
     }
 
     fn recover(&self) -> Result<(), InitError> {
@@ -448,7 +476,8 @@ impl Supervisor {
                 .ok()
                 .map(|s| s.trim().to_owned())
         });
-        let mut ctx = SpecifierContext::system(unit_name).with_machine_id(self.inner.cfg.machine_id.clone());
+        let mut ctx =
+            SpecifierContext::system(unit_name).with_machine_id(self.inner.cfg.machine_id.clone());
         if let Some(h) = host {
             ctx = ctx.with_host_name(h);
         }
@@ -512,7 +541,8 @@ impl Supervisor {
         let e = entries
             .get(name)
             .ok_or_else(|| InitError::NotLoaded(name.to_owned()))?;
-        e.tx.send(cmd).map_err(|_| InitError::NotLoaded(name.to_owned()))
+        e.tx.send(cmd)
+            .map_err(|_| InitError::NotLoaded(name.to_owned()))
     }
 
     /// Called by a unit's task on every state change.
@@ -526,7 +556,9 @@ impl Supervisor {
         for (other, e) in entries.iter() {
             if e.binds_to.iter().any(|b| b == name) && lock(&e.status).1.is_active() {
                 tracing::info!(unit = %other, bound_to = %name, "stopping bound unit");
-                let _ = e.tx.send(Cmd::Stop { keep_launched: true });
+                let _ = e.tx.send(Cmd::Stop {
+                    keep_launched: true,
+                });
             }
         }
     }
@@ -535,7 +567,12 @@ impl Supervisor {
     pub async fn stop_all(&self, timeout: Duration) {
         let names: Vec<String> = lock(&self.inner.entries).keys().cloned().collect();
         for n in &names {
-            let _ = self.send(n, Cmd::Stop { keep_launched: false });
+            let _ = self.send(
+                n,
+                Cmd::Stop {
+                    keep_launched: false,
+                },
+            );
         }
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline && self.units().iter().any(|u| u.state.is_active()) {
@@ -548,7 +585,10 @@ impl Supervisor {
         let mut out = BTreeMap::new();
         for name in lock(&self.inner.entries).keys() {
             if let Ok(text) = fs::read_to_string(self.record_path(name)) {
-                if let Ok(Record { main_pid: Some(p), .. }) = serde_json::from_str(&text) {
+                if let Ok(Record {
+                    main_pid: Some(p), ..
+                }) = serde_json::from_str(&text)
+                {
                     out.insert(name.clone(), p);
                 }
             }
@@ -599,7 +639,12 @@ impl InitSystem for Supervisor {
     }
 
     fn stop(&self, name: &str) -> Result<(), InitError> {
-        self.send(name, Cmd::Stop { keep_launched: false })
+        self.send(
+            name,
+            Cmd::Stop {
+                keep_launched: false,
+            },
+        )
     }
 
     fn units(&self) -> Vec<LocalUnit> {
@@ -794,7 +839,9 @@ impl Runner {
         for (path, optional) in self.spec.environment_files.clone() {
             match fs::read_to_string(&path) {
                 Ok(text) => env.extend(parse_environment_file(&text).to_map()),
-                Err(e) if !optional => self.log_line(&format!("failed to read EnvironmentFile {path}: {e}")),
+                Err(e) if !optional => {
+                    self.log_line(&format!("failed to read EnvironmentFile {path}: {e}"))
+                }
                 Err(_) => {}
             }
         }
@@ -804,12 +851,27 @@ impl Runner {
         env
     }
 
-    fn command(&mut self, cmd: &ExecCommand, env: &HashMap<String, String>) -> Option<tokio::process::Command> {
+    fn command(
+        &mut self,
+        cmd: &ExecCommand,
+        env: &HashMap<String, String>,
+    ) -> Option<tokio::process::Command> {
         let argv = cmd.expand_env(env);
         let mut program = cmd.path.clone();
         if self.sup.inner.cfg.kvctl.is_some() {
-            if Path::new(&program).file_name().is_some_and(|f| f == "etcdctl") && !Path::new(&program).exists() {
-                program = self.sup.inner.cfg.state_dir.join("bin/etcdctl").display().to_string();
+            if Path::new(&program)
+                .file_name()
+                .is_some_and(|f| f == "etcdctl")
+                && !Path::new(&program).exists()
+            {
+                program = self
+                    .sup
+                    .inner
+                    .cfg
+                    .state_dir
+                    .join("bin/etcdctl")
+                    .display()
+                    .to_string();
             }
         }
         let (Ok(out), Ok(err)) = (self.log.try_clone(), self.log.try_clone()) else {
@@ -835,7 +897,12 @@ impl Runner {
     }
 
     /// Run one control command to completion (killing its group at the deadline).
-    async fn run_control(&mut self, cmd: &ExecCommand, env: &HashMap<String, String>, deadline: Option<Instant>) -> Outcome {
+    async fn run_control(
+        &mut self,
+        cmd: &ExecCommand,
+        env: &HashMap<String, String>,
+        deadline: Option<Instant>,
+    ) -> Outcome {
         let Some(mut c) = self.command(cmd, env) else {
             return Outcome::Failed("resources".into());
         };
@@ -843,7 +910,11 @@ impl Runner {
             Ok(ch) => ch,
             Err(e) => {
                 self.log_line(&format!("failed to execute {}: {e}", cmd.path));
-                return if cmd.ignore_failure { Outcome::Ok } else { Outcome::Failed("exit-code".into()) };
+                return if cmd.ignore_failure {
+                    Outcome::Ok
+                } else {
+                    Outcome::Failed("exit-code".into())
+                };
             }
         };
         let pid = child.id().map(|p| p as i32);
@@ -865,13 +936,22 @@ impl Runner {
             Some(st) if st.success() => Outcome::Ok,
             Some(st) => {
                 self.log_line(&format!("{} exited: {st}", cmd.path));
-                if cmd.ignore_failure { Outcome::Ok } else { Outcome::Failed("exit-code".into()) }
+                if cmd.ignore_failure {
+                    Outcome::Ok
+                } else {
+                    Outcome::Failed("exit-code".into())
+                }
             }
             None => Outcome::Failed("exit-code".into()),
         }
     }
 
-    async fn run_list(&mut self, list: Vec<ExecCommand>, env: &HashMap<String, String>, deadline: Option<Instant>) -> Outcome {
+    async fn run_list(
+        &mut self,
+        list: Vec<ExecCommand>,
+        env: &HashMap<String, String>,
+        deadline: Option<Instant>,
+    ) -> Outcome {
         for cmd in &list {
             if let Outcome::Failed(r) = self.run_control(cmd, env, deadline).await {
                 return Outcome::Failed(r);
@@ -887,17 +967,25 @@ impl Runner {
         let deadline = self.spec.timeout_start.map(|t| Instant::now() + t);
         let env = self.env();
         self.set("activating", "start-pre");
-        if let Outcome::Failed(r) = self.run_list(self.spec.start_pre.clone(), &env, deadline).await {
+        if let Outcome::Failed(r) = self
+            .run_list(self.spec.start_pre.clone(), &env, deadline)
+            .await
+        {
             return self.fail(&r, &env).await;
         }
         match self.spec.ty {
             Type::Oneshot => {
                 self.set("activating", "start");
-                if let Outcome::Failed(r) = self.run_list(self.spec.start.clone(), &env, deadline).await {
+                if let Outcome::Failed(r) =
+                    self.run_list(self.spec.start.clone(), &env, deadline).await
+                {
                     return self.fail(&r, &env).await;
                 }
                 self.set("activating", "start-post");
-                if let Outcome::Failed(r) = self.run_list(self.spec.start_post.clone(), &env, deadline).await {
+                if let Outcome::Failed(r) = self
+                    .run_list(self.spec.start_post.clone(), &env, deadline)
+                    .await
+                {
                     return self.fail(&r, &env).await;
                 }
                 if self.spec.remain_after_exit {
@@ -933,7 +1021,10 @@ impl Runner {
                 if let Some(m) = &self.main {
                     env_post.insert("MAINPID".into(), m.pid().to_string());
                 }
-                if let Outcome::Failed(r) = self.run_list(self.spec.start_post.clone(), &env_post, deadline).await {
+                if let Outcome::Failed(r) = self
+                    .run_list(self.spec.start_post.clone(), &env_post, deadline)
+                    .await
+                {
                     self.kill_main().await;
                     return self.fail(&r, &env).await;
                 }
@@ -973,7 +1064,10 @@ impl Runner {
 
     async fn main_exited(&mut self, clean: bool) -> Option<Instant> {
         let pid = self.main.as_ref().map(Main::pid).unwrap_or(0);
-        self.log_line(&format!("main process {pid} exited ({})", if clean { "success" } else { "failure" }));
+        self.log_line(&format!(
+            "main process {pid} exited ({})",
+            if clean { "success" } else { "failure" }
+        ));
         let env = self.stop_env(pid);
         if clean && self.spec.remain_after_exit {
             self.main = None;
@@ -981,10 +1075,22 @@ impl Runner {
             return None;
         }
         self.set("deactivating", "stop");
-        let _ = self.run_list(self.spec.stop.clone(), &env, Some(Instant::now() + self.spec.timeout_stop)).await;
+        let _ = self
+            .run_list(
+                self.spec.stop.clone(),
+                &env,
+                Some(Instant::now() + self.spec.timeout_stop),
+            )
+            .await;
         self.kill_main().await;
         self.set("deactivating", "stop-post");
-        let _ = self.run_list(self.spec.stop_post.clone(), &env, Some(Instant::now() + self.spec.timeout_stop)).await;
+        let _ = self
+            .run_list(
+                self.spec.stop_post.clone(),
+                &env,
+                Some(Instant::now() + self.spec.timeout_stop),
+            )
+            .await;
         self.restart_or(!clean)
     }
 
@@ -999,19 +1105,28 @@ impl Runner {
     /// Signal the main process per `KillMode=` and wait; SIGKILL after
     /// `TimeoutStopSec=`.
     async fn kill_main(&mut self) {
-        let Some(mut main) = self.main.take() else { return };
+        let Some(mut main) = self.main.take() else {
+            return;
+        };
         let pid = main.pid();
         match self.spec.kill_mode {
             KillMode::ControlGroup => signal_group(pid, Signal::TERM),
             KillMode::Mixed | KillMode::Process => signal_process(pid, Signal::TERM),
             KillMode::None => {}
         }
-        if tokio::time::timeout(self.spec.timeout_stop, main.wait()).await.is_err() {
+        if tokio::time::timeout(self.spec.timeout_stop, main.wait())
+            .await
+            .is_err()
+        {
             self.log_line(&format!("stop timed out; killing process group {pid}"));
             signal_group(pid, Signal::KILL);
             let _ = tokio::time::timeout(Duration::from_secs(5), main.wait()).await;
         }
-        if matches!(self.spec.kill_mode, KillMode::ControlGroup | KillMode::Mixed) && group_alive(pid) {
+        if matches!(
+            self.spec.kill_mode,
+            KillMode::ControlGroup | KillMode::Mixed
+        ) && group_alive(pid)
+        {
             signal_group(pid, Signal::KILL);
         }
     }
@@ -1030,11 +1145,23 @@ impl Runner {
         let env = self.stop_env(pid);
         self.set("deactivating", "stop");
         if self.main.is_some() || active.sub == "exited" {
-            let _ = self.run_list(self.spec.stop.clone(), &env, Some(Instant::now() + self.spec.timeout_stop)).await;
+            let _ = self
+                .run_list(
+                    self.spec.stop.clone(),
+                    &env,
+                    Some(Instant::now() + self.spec.timeout_stop),
+                )
+                .await;
         }
         self.kill_main().await;
         self.set("deactivating", "stop-post");
-        let _ = self.run_list(self.spec.stop_post.clone(), &env, Some(Instant::now() + self.spec.timeout_stop)).await;
+        let _ = self
+            .run_list(
+                self.spec.stop_post.clone(),
+                &env,
+                Some(Instant::now() + self.spec.timeout_stop),
+            )
+            .await;
         self.set("inactive", "dead");
         self.log_line("Stopped");
     }
@@ -1047,8 +1174,14 @@ mod tests {
     #[test]
     fn timespans() {
         assert_eq!(parse_timespan("30s"), Some(Some(Duration::from_secs(30))));
-        assert_eq!(parse_timespan("1min 30s"), Some(Some(Duration::from_secs(90))));
-        assert_eq!(parse_timespan("500ms"), Some(Some(Duration::from_millis(500))));
+        assert_eq!(
+            parse_timespan("1min 30s"),
+            Some(Some(Duration::from_secs(90)))
+        );
+        assert_eq!(
+            parse_timespan("500ms"),
+            Some(Some(Duration::from_millis(500)))
+        );
         assert_eq!(parse_timespan("10"), Some(Some(Duration::from_secs(10))));
         assert_eq!(parse_timespan("0"), Some(None));
         assert_eq!(parse_timespan("infinity"), Some(None));

@@ -10,7 +10,9 @@ use std::time::Duration;
 use keelson_kv::client::KvClient;
 use keelson_scheduler::memkv::{FaultyKv, MemKv};
 use keelson_scheduler::model::parse_metadata;
-use keelson_scheduler::{FleetClient, FleetConfig, Fleetd, InitSystem, Keys, Supervisor, SupervisorConfig};
+use keelson_scheduler::{
+    FleetClient, FleetConfig, Fleetd, InitSystem, Keys, Supervisor, SupervisorConfig,
+};
 use tokio::sync::oneshot;
 
 pub const TTL: Duration = Duration::from_secs(2);
@@ -85,8 +87,15 @@ impl Cluster {
     pub async fn with(metadata: &[&str], disable_engine: bool) -> Cluster {
         let kv = Arc::new(MemKv::new());
         let dir = tempfile::tempdir().unwrap();
-        let client = FleetClient::connect(kv.clone(), Keys::default()).await.unwrap();
-        let mut c = Cluster { kv, dir, nodes: Vec::new(), client };
+        let client = FleetClient::connect(kv.clone(), Keys::default())
+            .await
+            .unwrap();
+        let mut c = Cluster {
+            kv,
+            dir,
+            nodes: Vec::new(),
+            client,
+        };
         for (i, m) in metadata.iter().enumerate() {
             c.add_node(i + 1, m, disable_engine);
         }
@@ -120,7 +129,13 @@ impl Cluster {
                 eprintln!("fleetd {i} failed: {e}");
             }
         });
-        self.nodes.push(Node { id: machine_id(i), sup, link, stop: Some(tx), task: Some(task) });
+        self.nodes.push(Node {
+            id: machine_id(i),
+            sup,
+            link,
+            stop: Some(tx),
+            task: Some(task),
+        });
     }
 
     /// Where each unit runs, from the supervisors (ground truth).
@@ -154,11 +169,16 @@ where
         if f().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 pub fn sleeper(extra: &str) -> String {
-    format!("[Unit]\nDescription=test\n\n[Service]\nExecStart=/bin/sh -c 'exec sleep 1000'\n{extra}")
+    format!(
+        "[Unit]\nDescription=test\n\n[Service]\nExecStart=/bin/sh -c 'exec sleep 1000'\n{extra}"
+    )
 }
