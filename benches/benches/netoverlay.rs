@@ -29,7 +29,13 @@ fn acquire_all(rt: &tokio::runtime::Runtime, hosts: u32, doc: &str) -> Duration 
             let config = config.clone();
             tasks.spawn(async move {
                 let ip = Ipv4Addr::from(0x0a58_0000u32 + i + 1);
-                let mgr = LeaseManager::new(config, LeaseAttrs::new(ip), None, ManagerOptions::default(), u64::from(i));
+                let mgr = LeaseManager::new(
+                    config,
+                    LeaseAttrs::new(ip),
+                    None,
+                    ManagerOptions::default(),
+                    u64::from(i),
+                );
                 acquire_lease(&*kv as &dyn KvClient, PREFIX, "", mgr).await
             });
         }
@@ -44,10 +50,16 @@ fn acquire_all(rt: &tokio::runtime::Runtime, hosts: u32, doc: &str) -> Duration 
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     // One headline figure against the target, printed once.
     let t = acquire_all(&rt, 1000, r#"{"Network":"10.0.0.0/8"}"#);
-    println!("netoverlay: 1000 hosts acquired distinct /24 leases of 10.0.0.0/8 in {t:?} (target < 5 s)");
+    println!(
+        "netoverlay: 1000 hosts acquired distinct /24 leases of 10.0.0.0/8 in {t:?} (target < 5 s)"
+    );
     let t = acquire_all(&rt, 1000, r#"{"Network":"10.0.0.0/14","SubnetLen":24}"#);
     println!("netoverlay: 1000 hosts in a 1023-lease network (10.0.0.0/14) in {t:?}");
     let mut g = c.benchmark_group("lease_acquisition");

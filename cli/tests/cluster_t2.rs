@@ -285,7 +285,7 @@ fn add_remove_replace_update_and_wrong_token() {
     let mut m4 = Member::new("core-04", ip4, dir.path(), (free_port(ip4), free_port(ip4)));
     let (id4, ic) = member_add(&eps, "core-04", &m4.peer_url());
     assert!(ic.contains(&format!("core-04={}", m4.peer_url())), "{ic}");
-    let listed = kvctl_out(&eps, &["member", "list"]);
+    let listed = kvctl_read(&eps, &["member", "list"]);
     assert!(
         listed.contains(&format!("{id4}[unstarted]: peerURLs={}", m4.peer_url())),
         "{listed}"
@@ -303,7 +303,7 @@ fn add_remove_replace_update_and_wrong_token() {
     four.push(&m4);
     wait_converged(&four);
     let eps4 = endpoints(&four);
-    let health = kvctl_out(&eps4, &["cluster-health"]);
+    let health = kvctl_read(&eps4, &["cluster-health"]);
     assert_eq!(
         health.matches(" is healthy: got healthy result").count(),
         4,
@@ -338,7 +338,11 @@ fn add_remove_replace_update_and_wrong_token() {
     let other = format!("http://127.0.0.11:{}", free_port("127.0.0.11"));
     let out = kvctl_out(&eps, &["member", "update", &id1, &other]);
     assert_eq!(out, format!("Updated member with ID {id1} in cluster\n"));
-    assert!(kvctl_out(&eps, &["member", "list"]).contains(&other));
+    eventually("the updated peer URL to be listed", LONG, || {
+        kvctl_read(&eps, &["member", "list"])
+            .contains(&other)
+            .then_some(())
+    });
     let out = kvctl_out(&eps, &["member", "update", &id1, &ms[0].peer_url()]);
     assert_eq!(out, format!("Updated member with ID {id1} in cluster\n"));
     let a = http_typed(
@@ -354,6 +358,72 @@ fn add_remove_replace_update_and_wrong_token() {
         (a.status, a.body.as_str()),
         (409, "{\"message\":\"membership: peerURL exists\"}")
     );
+
+    // Malformed membership requests and peer messages get clear errors.
+    let post = |body: &str| {
+        http_typed(
+            ms[0].addr(),
+            "POST",
+            "/v2/members",
+            "application/json",
+            body,
+            Duration::from_secs(20),
+        )
+        .unwrap()
+    };
+    let a = post("{\"peerURLs\":\"x\"}");
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (
+            400,
+            "{\"message\":\"json: cannot unmarshal string into Go struct field .peerURLs of type []string\"}"
+        )
+    );
+    let a = post("{\"peerURLs\":[\"not a url\"]}");
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (
+            400,
+            "{\"message\":\"URL scheme must be http, https, unix, or unixs: not a url\"}"
+        )
+    );
+    assert_eq!(post("{").status, 400);
+    let peer: std::net::SocketAddr = ms[0].peer_url()["http://".len()..].parse().unwrap();
+    let cid = ms[0]
+        .get("/v2/members")
+        .unwrap()
+        .header("x-etcd-cluster-id")
+        .unwrap()
+        .to_owned();
+    let raw = |headers: &str, body: &str| {
+        let mut s = std::net::TcpStream::connect(peer).unwrap();
+        use std::io::{Read, Write};
+        write!(
+            s,
+            "POST /raft/append HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let ans = raw("", "{}");
+    assert!(ans.starts_with("HTTP/1.1 412"), "{ans}");
+    let ans = raw("X-Etcd-Cluster-Id: 1234\r\nX-Server-From: 1\r\n", "{}");
+    assert!(
+        ans.starts_with("HTTP/1.1 412") && ans.contains("cluster ID mismatch"),
+        "{ans}"
+    );
+    let ans = raw(
+        &format!("X-Etcd-Cluster-Id: {cid}\r\nX-Server-From: 1\r\n"),
+        "garbage",
+    );
+    assert!(
+        ans.starts_with("HTTP/1.1 400") && ans.contains("bad message"),
+        "{ans}"
+    );
+    assert!(ms[0].healthy());
 
     // Replace a dead member: kill core-03, remove it, add core-05.
     let id3 = member_ids(&ms[0])
@@ -373,7 +443,7 @@ fn add_remove_replace_update_and_wrong_token() {
     wait_healthy(&now3);
     assert_eq!(ms[0].put("/after", "value=2").unwrap().status, 201);
     wait_converged(&now3);
-    let health = kvctl_out(&endpoints(&now3), &["cluster-health"]);
+    let health = kvctl_read(&endpoints(&now3), &["cluster-health"]);
     assert!(health.ends_with("cluster is healthy\n"), "{health}");
     assert_eq!(member_ids(&m5).len(), 3);
 
@@ -413,4 +483,22 @@ fn kvctl_out(eps: &str, args: &[&str]) -> String {
     let (out, err) = text(&o);
     assert!(o.status.success(), "kvctl {args:?}: {out}{err}");
     out
+}
+
+/// A read-only kvctl command, retried through a leader election (the
+/// machine running the tests may be loaded enough to cause one).
+fn kvctl_read(eps: &str, args: &[&str]) -> String {
+    let mut full = vec!["--endpoints", eps];
+    full.extend_from_slice(args);
+    let mut last = String::new();
+    eventually(&format!("kvctl {args:?} to succeed"), LONG, || {
+        let o = run(KVCTL, &full, &[]);
+        let (out, err) = text(&o);
+        if o.status.success() {
+            return Some(out);
+        }
+        last = format!("{out}{err}");
+        eprintln!("kvctl {args:?} failed, retrying: {last}");
+        None
+    })
 }

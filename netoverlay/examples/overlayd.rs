@@ -16,7 +16,11 @@ use keelson_netoverlay::{Overlay, OverlayConfig};
 
 #[derive(Parser)]
 struct Args {
-    #[arg(long = "etcd-endpoints", default_value = "http://127.0.0.1:4001,http://127.0.0.1:2379", value_delimiter = ',')]
+    #[arg(
+        long = "etcd-endpoints",
+        default_value = "http://127.0.0.1:4001,http://127.0.0.1:2379",
+        value_delimiter = ','
+    )]
     etcd_endpoints: Vec<String>,
     #[arg(long = "etcd-prefix", default_value = "/coreos.com/network")]
     etcd_prefix: String,
@@ -42,7 +46,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let a = Args::parse();
@@ -64,10 +70,11 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let shutdown = async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = term.recv() => {},
             _ = tokio::signal::ctrl_c() => {},

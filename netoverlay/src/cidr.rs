@@ -161,10 +161,19 @@ mod tests {
         assert_eq!(n.to_string(), "10.1.15.0/24");
         assert_eq!(n.key_name(), "10.1.15.0-24");
         assert_eq!(
-            Ipv4Net::from_key("10.5.52.0-24&fc00::-64").unwrap().key_name(),
+            Ipv4Net::from_key("10.5.52.0-24&fc00::-64")
+                .unwrap()
+                .key_name(),
             "10.5.52.0-24"
         );
-        for bad in ["x", "10.1.15.0", "10.1.15.0-", "10.1.15.1-24", "10.1.15.0-40", "a-24"] {
+        for bad in [
+            "x",
+            "10.1.15.0",
+            "10.1.15.0-",
+            "10.1.15.1-24",
+            "10.1.15.0-40",
+            "a-24",
+        ] {
             assert_eq!(Ipv4Net::from_key(bad), None, "{bad}");
         }
     }

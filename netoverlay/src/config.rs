@@ -295,7 +295,11 @@ fn take(entries: &mut Vec<(String, Ordered)>, key: &str) -> Option<Ordered> {
     Some(entries.remove(i).1)
 }
 
-fn string_field(v: Ordered, field: &'static str, expected: &'static str) -> Result<String, ConfigError> {
+fn string_field(
+    v: Ordered,
+    field: &'static str,
+    expected: &'static str,
+) -> Result<String, ConfigError> {
     match v {
         Ordered::Other(Value::String(s)) => Ok(s),
         other => Err(ConfigError::WrongType {
@@ -484,7 +488,11 @@ impl NetworkConfig {
 fn parse_backend(mut b: Vec<(String, Ordered)>) -> Result<BackendConfig, ConfigError> {
     let kind = match take(&mut b, "type") {
         None => BackendType::Udp,
-        Some(v) => BackendType::parse(&string_field(v, "Backend.Type", "a string such as \"vxlan\"")?),
+        Some(v) => BackendType::parse(&string_field(
+            v,
+            "Backend.Type",
+            "a string such as \"vxlan\"",
+        )?),
     };
     let mut cfg = BackendConfig::for_kind(kind);
     let mut raw = serde_json::Map::new();
@@ -560,7 +568,10 @@ mod tests {
         assert_eq!((c.subnet_len, c.backend.port), (20, 7890));
         assert_eq!(c.subnet_min, ip("10.10.0.0"));
         let c = NetworkConfig::parse(docs[3]).unwrap();
-        assert_eq!((c.backend.kind.clone(), c.backend.vni), (BackendType::Vxlan, 2));
+        assert_eq!(
+            (c.backend.kind.clone(), c.backend.vni),
+            (BackendType::Vxlan, 2)
+        );
         assert_eq!(c.backend.effective_port(), 8472);
         assert_eq!(c.mtu_for(1500), 1450);
         let c = NetworkConfig::parse(docs[4]).unwrap();
@@ -580,7 +591,8 @@ mod tests {
         assert_eq!(c.subnet_min, ip("10.1.0.64"));
         assert_eq!(c.subnet_max, ip("10.1.0.192"));
         // Explicit SubnetMin at the network address is accepted.
-        let c = NetworkConfig::parse(r#"{"Network":"10.1.0.0/16","SubnetMin":"10.1.0.0"}"#).unwrap();
+        let c =
+            NetworkConfig::parse(r#"{"Network":"10.1.0.0/16","SubnetMin":"10.1.0.0"}"#).unwrap();
         assert_eq!(c.subnet_min, ip("10.1.0.0"));
     }
 
@@ -598,7 +610,9 @@ mod tests {
         let c = NetworkConfig::parse(r#"{"Network":"10.1.2.3/16"}"#).unwrap();
         assert_eq!(c.network.to_string(), "10.1.0.0/16");
         // null counts as absent.
-        let c = NetworkConfig::parse(r#"{"Network":"10.1.0.0/16","SubnetLen":null,"Backend":null}"#).unwrap();
+        let c =
+            NetworkConfig::parse(r#"{"Network":"10.1.0.0/16","SubnetLen":null,"Backend":null}"#)
+                .unwrap();
         assert_eq!(c.subnet_len, 24);
     }
 
@@ -610,17 +624,50 @@ mod tests {
             ("{}", "has no \"Network\""),
             (r#"{"Network":16}"#, "Network: expected a string CIDR"),
             (r#"{"Network":"10.1.0.0"}"#, "is not an IPv4 CIDR"),
-            (r#"{"Network":"10.1.0.0/16","SubnetLen":"24"}"#, "SubnetLen: expected a number"),
-            (r#"{"Network":"10.1.0.0/29"}"#, "Minimum useful network prefix is /28"),
-            (r#"{"Network":"10.1.0.0/16","SubnetLen":31}"#, "SubnetLen must be less than /31"),
-            (r#"{"Network":"10.1.0.0/16","SubnetLen":17}"#, "at least four subnets"),
-            (r#"{"Network":"10.1.0.0/16","SubnetMin":"10.2.0.0"}"#, "SubnetMin is not in the range of the Network"),
-            (r#"{"Network":"10.1.0.0/16","SubnetMax":"10.1.3.5"}"#, "SubnetMax is not on a SubnetLen boundary: 10.1.3.5"),
-            (r#"{"Network":"10.1.0.0/16","SubnetMin":"10.1.9.0","SubnetMax":"10.1.3.0"}"#, "above SubnetMax"),
-            (r#"{"Network":"10.1.0.0/16","Backend":"vxlan"}"#, "Backend: expected an object"),
-            (r#"{"Network":"10.1.0.0/16","Backend":{"Type":"vxlan","VNI":"1"}}"#, "Backend.VNI: expected a number"),
-            (r#"{"Network":"10.1.0.0/16","Backend":{"Type":"udp","Port":70000}}"#, "Backend.Port"),
-            (r#"{"Network":"10.1.0.0/16","SubnetMin":"x"}"#, "SubnetMin: \"x\" is not an IPv4 address"),
+            (
+                r#"{"Network":"10.1.0.0/16","SubnetLen":"24"}"#,
+                "SubnetLen: expected a number",
+            ),
+            (
+                r#"{"Network":"10.1.0.0/29"}"#,
+                "Minimum useful network prefix is /28",
+            ),
+            (
+                r#"{"Network":"10.1.0.0/16","SubnetLen":31}"#,
+                "SubnetLen must be less than /31",
+            ),
+            (
+                r#"{"Network":"10.1.0.0/16","SubnetLen":17}"#,
+                "at least four subnets",
+            ),
+            (
+                r#"{"Network":"10.1.0.0/16","SubnetMin":"10.2.0.0"}"#,
+                "SubnetMin is not in the range of the Network",
+            ),
+            (
+                r#"{"Network":"10.1.0.0/16","SubnetMax":"10.1.3.5"}"#,
+                "SubnetMax is not on a SubnetLen boundary: 10.1.3.5",
+            ),
+            (
+                r#"{"Network":"10.1.0.0/16","SubnetMin":"10.1.9.0","SubnetMax":"10.1.3.0"}"#,
+                "above SubnetMax",
+            ),
+            (
+                r#"{"Network":"10.1.0.0/16","Backend":"vxlan"}"#,
+                "Backend: expected an object",
+            ),
+            (
+                r#"{"Network":"10.1.0.0/16","Backend":{"Type":"vxlan","VNI":"1"}}"#,
+                "Backend.VNI: expected a number",
+            ),
+            (
+                r#"{"Network":"10.1.0.0/16","Backend":{"Type":"udp","Port":70000}}"#,
+                "Backend.Port",
+            ),
+            (
+                r#"{"Network":"10.1.0.0/16","SubnetMin":"x"}"#,
+                "SubnetMin: \"x\" is not an IPv4 address",
+            ),
         ];
         for (doc, want) in cases {
             let e = NetworkConfig::parse(doc).expect_err(doc).to_string();

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::Utc;
-use keelson_kv::client::{GetOptions, HttpKvClient, KvClient, KvError, Precondition, WatchEvent, Watcher, WatcherOptions};
+use keelson_kv::client::{
+    GetOptions, HttpKvClient, KvClient, KvError, Precondition, WatchEvent, Watcher, WatcherOptions,
+};
 use keelson_kv::v2::{Action as KvAction, ErrorCode};
 use tokio::sync::{mpsc, watch};
 
@@ -57,7 +59,10 @@ pub struct OverlayConfig {
 impl Default for OverlayConfig {
     fn default() -> Self {
         OverlayConfig {
-            etcd_endpoints: vec!["http://127.0.0.1:4001".into(), "http://127.0.0.1:2379".into()],
+            etcd_endpoints: vec![
+                "http://127.0.0.1:4001".into(),
+                "http://127.0.0.1:2379".into(),
+            ],
             etcd_prefix: "/coreos.com/network".into(),
             iface: None,
             public_ip: None,
@@ -101,7 +106,10 @@ pub enum OverlayError {
     #[error("network config at {key} is invalid: {error}")]
     Config { key: String, error: ConfigError },
     #[error("network {network:?}: {error}")]
-    Backend { network: String, error: BackendError },
+    Backend {
+        network: String,
+        error: BackendError,
+    },
     #[error("network {network:?}: {error}")]
     Lease { network: String, error: LeaseError },
     #[error(transparent)]
@@ -145,17 +153,24 @@ impl Overlay {
             network: String::new(),
             error,
         })?;
-        let ext = resolve_interface(&kernel, &config)
-            .await
-            .map_err(|error| OverlayError::Backend {
-                network: String::new(),
-                error,
-            })?;
+        let ext =
+            resolve_interface(&kernel, &config)
+                .await
+                .map_err(|error| OverlayError::Backend {
+                    network: String::new(),
+                    error,
+                })?;
         tracing::info!(iface = %ext.name, public_ip = %ext.public_ip, mtu = ext.mtu, "using interface");
         enable_forwarding(&config);
         let mut tasks = tokio::task::JoinSet::new();
         for name in names {
-            let (config, kv, kernel, ext, stop) = (config.clone(), kv.clone(), kernel.clone(), ext.clone(), stop_rx.clone());
+            let (config, kv, kernel, ext, stop) = (
+                config.clone(),
+                kv.clone(),
+                kernel.clone(),
+                ext.clone(),
+                stop_rx.clone(),
+            );
             tasks.spawn(async move { run_network(name, config, kv, kernel, ext, stop).await });
         }
         tokio::pin!(shutdown);
@@ -173,17 +188,21 @@ impl Overlay {
 
     /// Explicit uninstall: removes devices, routes and rules of every
     /// configured network and deletes this host's leases.
-    pub async fn teardown(config: OverlayConfig, kv: Arc<dyn KvClient>) -> Result<(), OverlayError> {
+    pub async fn teardown(
+        config: OverlayConfig,
+        kv: Arc<dyn KvClient>,
+    ) -> Result<(), OverlayError> {
         let kernel = Kernel::connect().map_err(|error| OverlayError::Backend {
             network: String::new(),
             error,
         })?;
-        let ext = resolve_interface(&kernel, &config)
-            .await
-            .map_err(|error| OverlayError::Backend {
-                network: String::new(),
-                error,
-            })?;
+        let ext =
+            resolve_interface(&kernel, &config)
+                .await
+                .map_err(|error| OverlayError::Backend {
+                    network: String::new(),
+                    error,
+                })?;
         for name in config.network_names() {
             let be = |error| OverlayError::Backend {
                 network: name.clone(),
@@ -201,7 +220,10 @@ impl Overlay {
             for l in crate::admin::list_leases(&*kv, &config.etcd_prefix, &name).await? {
                 if l.attrs.public_ip == ext.public_ip {
                     let key = lease_key(&config.etcd_prefix, &name, &l.subnet);
-                    let prev = Precondition { value: None, index: Some(l.modified_index) };
+                    let prev = Precondition {
+                        value: None,
+                        index: Some(l.modified_index),
+                    };
                     let _ = kv.compare_and_delete(&key, prev).await;
                 }
             }
@@ -219,13 +241,21 @@ fn enable_forwarding(config: &OverlayConfig) {
 }
 
 /// `--iface` (name or address) / default-route interface, and `--public-ip`.
-pub async fn resolve_interface(kernel: &Kernel, config: &OverlayConfig) -> Result<ExternalInterface, BackendError> {
+pub async fn resolve_interface(
+    kernel: &Kernel,
+    config: &OverlayConfig,
+) -> Result<ExternalInterface, BackendError> {
     let link = match config.iface.as_deref() {
         Some(s) => {
             if let Ok(ip) = s.parse::<Ipv4Addr>() {
                 let mut found = None;
                 for l in kernel.links().await? {
-                    if kernel.ipv4_addrs(l.index).await?.iter().any(|a| a.addr() == ip) {
+                    if kernel
+                        .ipv4_addrs(l.index)
+                        .await?
+                        .iter()
+                        .any(|a| a.addr() == ip)
+                    {
                         found = Some(l);
                         break;
                     }
@@ -239,10 +269,9 @@ pub async fn resolve_interface(kernel: &Kernel, config: &OverlayConfig) -> Resul
             }
         }
         None => {
-            let idx = kernel
-                .default_route_link()
-                .await?
-                .ok_or_else(|| BackendError::NoInterface("(no default route; set --iface)".into()))?;
+            let idx = kernel.default_route_link().await?.ok_or_else(|| {
+                BackendError::NoInterface("(no default route; set --iface)".into())
+            })?;
             kernel
                 .link_by_index(idx)
                 .await?
@@ -250,10 +279,18 @@ pub async fn resolve_interface(kernel: &Kernel, config: &OverlayConfig) -> Resul
         }
     };
     let addrs = kernel.ipv4_addrs(link.index).await?;
-    let iface_addr = match (config.iface.as_deref().and_then(|s| s.parse::<Ipv4Addr>().ok()), addrs.first()) {
+    let iface_addr = match (
+        config
+            .iface
+            .as_deref()
+            .and_then(|s| s.parse::<Ipv4Addr>().ok()),
+        addrs.first(),
+    ) {
         (Some(ip), _) => ip,
         (None, Some(a)) => a.addr(),
-        (None, None) if config.public_ip.is_some() => config.public_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        (None, None) if config.public_ip.is_some() => {
+            config.public_ip.unwrap_or(Ipv4Addr::UNSPECIFIED)
+        }
         (None, None) => return Err(BackendError::NoAddress(link.name.clone())),
     };
     Ok(ExternalInterface {
@@ -267,14 +304,19 @@ pub async fn resolve_interface(kernel: &Kernel, config: &OverlayConfig) -> Resul
 
 /// Reads and parses `<prefix>[/<name>]/config`, waiting (once a second, as
 /// flannel does) while the key does not exist.
-pub async fn read_config(kv: &dyn KvClient, prefix: &str, name: &str) -> Result<NetworkConfig, OverlayError> {
+pub async fn read_config(
+    kv: &dyn KvClient,
+    prefix: &str,
+    name: &str,
+) -> Result<NetworkConfig, OverlayError> {
     let key = config_key(prefix, name);
     let mut logged = false;
     loop {
         match kv.get(&key, GetOptions::default()).await {
             Ok(r) => {
                 let text = r.node().and_then(|n| n.value.clone()).unwrap_or_default();
-                return NetworkConfig::parse(&text).map_err(|error| OverlayError::Config { key, error });
+                return NetworkConfig::parse(&text)
+                    .map_err(|error| OverlayError::Config { key, error });
             }
             Err(e) => {
                 if !logged {
@@ -288,16 +330,26 @@ pub async fn read_config(kv: &dyn KvClient, prefix: &str, name: &str) -> Result<
 }
 
 async fn list(kv: &dyn KvClient, dir: &str) -> Input {
-    let opts = GetOptions { recursive: true, sorted: true, quorum: false };
+    let opts = GetOptions {
+        recursive: true,
+        sorted: true,
+        quorum: false,
+    };
     match kv.get(dir, opts).await {
         Ok(r) => {
             let (leases, bad) = r.node().map(Lease::from_listing).unwrap_or_default();
             for b in bad {
                 tracing::warn!(error = %b, "skipping malformed lease");
             }
-            Input::Listed { leases, index: r.etcd_index }
+            Input::Listed {
+                leases,
+                index: r.etcd_index,
+            }
         }
-        Err(KvError::Key(e)) if e.code == ErrorCode::KeyNotFound => Input::Listed { leases: vec![], index: e.index },
+        Err(KvError::Key(e)) if e.code == ErrorCode::KeyNotFound => Input::Listed {
+            leases: vec![],
+            index: e.index,
+        },
         Err(e) => {
             tracing::warn!(error = %e, "listing leases failed");
             Input::KvFailed
@@ -316,7 +368,8 @@ pub fn watch_input(ev: WatchEvent) -> Option<Input> {
             let node = r.node()?;
             match r.event.action {
                 KvAction::Delete | KvAction::Expire | KvAction::CompareAndDelete => {
-                    Ipv4Net::from_key(node.key.as_deref()?).map(|s| Input::Event(LeaseEvent::Removed(s)))
+                    Ipv4Net::from_key(node.key.as_deref()?)
+                        .map(|s| Input::Event(LeaseEvent::Removed(s)))
                 }
                 KvAction::Get => None,
                 _ => match Lease::from_node(node) {
@@ -329,15 +382,31 @@ pub fn watch_input(ev: WatchEvent) -> Option<Input> {
             }
         }
         WatchEvent::Resync { snapshot, .. } => {
-            let leases = snapshot.and_then(|s| s.node().map(|n| Lease::from_listing(n).0)).unwrap_or_default();
+            let leases = snapshot
+                .and_then(|s| s.node().map(|n| Lease::from_listing(n).0))
+                .unwrap_or_default();
             Some(Input::Resync { leases })
         }
     }
 }
 
-fn spawn_watch(kv: Arc<dyn KvClient>, dir: String, after: u64, tx: mpsc::Sender<Input>, mut stop: watch::Receiver<bool>) {
+fn spawn_watch(
+    kv: Arc<dyn KvClient>,
+    dir: String,
+    after: u64,
+    tx: mpsc::Sender<Input>,
+    mut stop: watch::Receiver<bool>,
+) {
     tokio::spawn(async move {
-        let mut w = Watcher::new(kv, dir, WatcherOptions { after_index: after, recursive: true, resync_on_cleared: true });
+        let mut w = Watcher::new(
+            kv,
+            dir,
+            WatcherOptions {
+                after_index: after,
+                recursive: true,
+                resync_on_cleared: true,
+            },
+        );
         loop {
             let next = tokio::select! {
                 _ = stop.changed() => return,
@@ -360,7 +429,12 @@ fn spawn_watch(kv: Arc<dyn KvClient>, dir: String, after: u64, tx: mpsc::Sender<
     });
 }
 
-fn spawn_config_watch(kv: Arc<dyn KvClient>, key: String, tx: mpsc::Sender<Input>, mut stop: watch::Receiver<bool>) {
+fn spawn_config_watch(
+    kv: Arc<dyn KvClient>,
+    key: String,
+    tx: mpsc::Sender<Input>,
+    mut stop: watch::Receiver<bool>,
+) {
     tokio::spawn(async move {
         let mut w = Watcher::new(kv.clone(), key.clone(), WatcherOptions::default());
         loop {
@@ -370,7 +444,9 @@ fn spawn_config_watch(kv: Arc<dyn KvClient>, key: String, tx: mpsc::Sender<Input
             };
             let text = match next {
                 Ok(WatchEvent::Event(r)) => r.node().and_then(|n| n.value.clone()),
-                Ok(WatchEvent::Resync { snapshot, .. }) => snapshot.and_then(|s| s.node().and_then(|n| n.value.clone())),
+                Ok(WatchEvent::Resync { snapshot, .. }) => {
+                    snapshot.and_then(|s| s.node().and_then(|n| n.value.clone()))
+                }
                 Err(_) => {
                     tokio::time::sleep(StdDuration::from_secs(1)).await;
                     continue;
@@ -383,7 +459,9 @@ fn spawn_config_watch(kv: Arc<dyn KvClient>, key: String, tx: mpsc::Sender<Input
                         return;
                     }
                 }
-                Err(e) => tracing::error!(%key, error = %e, "new network config is invalid; keeping the old one"),
+                Err(e) => {
+                    tracing::error!(%key, error = %e, "new network config is invalid; keeping the old one")
+                }
             }
         }
     });
@@ -404,9 +482,11 @@ pub async fn acquire_lease(
     loop {
         let Some(action) = queue.pop_front() else {
             // Waiting for a retry after a store failure.
-            let wait = mgr.next_wakeup().map_or(StdDuration::from_millis(100), |t| {
-                (t - Utc::now()).to_std().unwrap_or(StdDuration::ZERO)
-            });
+            let wait = mgr
+                .next_wakeup()
+                .map_or(StdDuration::from_millis(100), |t| {
+                    (t - Utc::now()).to_std().unwrap_or(StdDuration::ZERO)
+                });
             tokio::time::sleep(wait).await;
             queue.extend(mgr.handle(Utc::now(), Input::Tick));
             continue;
@@ -414,17 +494,36 @@ pub async fn acquire_lease(
         let input = match action {
             Action::List => list(kv, &dir).await,
             Action::Create { subnet, value, ttl } => {
-                match kv.create(&lease_key(prefix, network, &subnet), &value, ttl).await {
+                match kv
+                    .create(&lease_key(prefix, network, &subnet), &value, ttl)
+                    .await
+                {
                     Ok(r) => lease_of(&r).map_or(Input::KvFailed, Input::Created),
                     Err(e) if e.is_code(ErrorCode::NodeExist) => Input::CreateConflict,
                     Err(_) => Input::KvFailed,
                 }
             }
-            Action::Swap { subnet, value, prev_index, ttl } => {
-                let prev = Precondition { value: None, index: Some(prev_index) };
-                match kv.compare_and_swap(&lease_key(prefix, network, &subnet), &value, prev, ttl).await {
+            Action::Swap {
+                subnet,
+                value,
+                prev_index,
+                ttl,
+            } => {
+                let prev = Precondition {
+                    value: None,
+                    index: Some(prev_index),
+                };
+                match kv
+                    .compare_and_swap(&lease_key(prefix, network, &subnet), &value, prev, ttl)
+                    .await
+                {
                     Ok(r) => lease_of(&r).map_or(Input::KvFailed, Input::Swapped),
-                    Err(e) if e.is_code(ErrorCode::TestFailed) || e.is_code(ErrorCode::KeyNotFound) => Input::SwapConflict,
+                    Err(e)
+                        if e.is_code(ErrorCode::TestFailed)
+                            || e.is_code(ErrorCode::KeyNotFound) =>
+                    {
+                        Input::SwapConflict
+                    }
                     Err(_) => Input::KvFailed,
                 }
             }
@@ -448,7 +547,10 @@ struct NetworkRun {
 
 impl NetworkRun {
     fn be(&self, error: BackendError) -> OverlayError {
-        OverlayError::Backend { network: self.name.clone(), error }
+        OverlayError::Backend {
+            network: self.name.clone(),
+            error,
+        }
     }
 
     fn rules(&self) -> Vec<iptables::Rule> {
@@ -474,7 +576,10 @@ impl NetworkRun {
             return Ok(());
         }
         tracing::info!(network = %self.name, subnet = %lease.subnet, backend = %self.net.backend.kind, "lease acquired");
-        self.backend.configure(&lease).await.map_err(|e| self.be(e))?;
+        self.backend
+            .configure(&lease)
+            .await
+            .map_err(|e| self.be(e))?;
         if let Err(e) = iptables::ensure(&self.rules()) {
             if self.config.ip_masq {
                 return Err(self.be(e));
@@ -490,7 +595,10 @@ impl NetworkRun {
         let path = self.config.env_file(&self.name);
         env.write(&path)?;
         if let (Some(out), true) = (&self.config.docker_opts_file, self.name.is_empty()) {
-            let opts = DockerOptsOptions { individual: true, ..Default::default() };
+            let opts = DockerOptsOptions {
+                individual: true,
+                ..Default::default()
+            };
             write_docker_opts(&path, &under_root(&self.config.root, out), &opts)?;
         }
         Ok(())
@@ -510,18 +618,36 @@ async fn run_network(
         _ = stop.changed() => return Ok(()),
     };
     tracing::info!(network = %name, config = ?net.network, backend = %net.backend.kind, "network config");
-    let mut backend = backend::for_config(&net, &ext, Some(kernel)).map_err(|error| OverlayError::Backend {
-        network: name.clone(),
-        error,
-    })?;
-    let attrs = backend.prepare().await.map_err(|error| OverlayError::Backend {
-        network: name.clone(),
-        error,
-    })?;
-    let previous = SubnetEnv::previous_subnet(&config.env_file(&name)).map(|s| Ipv4Net::new(s.addr(), s.prefix()));
+    let mut backend =
+        backend::for_config(&net, &ext, Some(kernel)).map_err(|error| OverlayError::Backend {
+            network: name.clone(),
+            error,
+        })?;
+    let attrs = backend
+        .prepare()
+        .await
+        .map_err(|error| OverlayError::Backend {
+            network: name.clone(),
+            error,
+        })?;
+    let previous = SubnetEnv::previous_subnet(&config.env_file(&name))
+        .map(|s| Ipv4Net::new(s.addr(), s.prefix()));
     let dir = subnets_dir(&config.etcd_prefix, &name);
-    let mut mgr = LeaseManager::new(net.clone(), attrs, previous, config.lease.clone(), rand::random());
-    let mut run = NetworkRun { name: name.clone(), config: config.clone(), net, kv: kv.clone(), backend, own: None };
+    let mut mgr = LeaseManager::new(
+        net.clone(),
+        attrs,
+        previous,
+        config.lease.clone(),
+        rand::random(),
+    );
+    let mut run = NetworkRun {
+        name: name.clone(),
+        config: config.clone(),
+        net,
+        kv: kv.clone(),
+        backend,
+        own: None,
+    };
     let (tx, mut rx) = mpsc::channel::<Input>(256);
     let mut queue: VecDeque<Action> = mgr.start().into();
     let mut resync = tokio::time::interval(config.resync_interval);
@@ -541,28 +667,57 @@ async fn run_network(
                         }
                     })
                 }
-                Action::Swap { subnet, value, prev_index, ttl } => {
+                Action::Swap {
+                    subnet,
+                    value,
+                    prev_index,
+                    ttl,
+                } => {
                     let key = lease_key(&config.etcd_prefix, &name, &subnet);
-                    let prev = Precondition { value: None, index: Some(prev_index) };
-                    Some(match run.kv.compare_and_swap(&key, &value, prev, ttl).await {
-                        Ok(r) => lease_of(&r).map_or(Input::KvFailed, Input::Swapped),
-                        Err(e) if e.is_code(ErrorCode::TestFailed) || e.is_code(ErrorCode::KeyNotFound) => Input::SwapConflict,
-                        Err(e) => {
-                            tracing::warn!(error = %e, %key, "Error renewing lease (trying again in 1 min)");
-                            Input::KvFailed
-                        }
-                    })
+                    let prev = Precondition {
+                        value: None,
+                        index: Some(prev_index),
+                    };
+                    Some(
+                        match run.kv.compare_and_swap(&key, &value, prev, ttl).await {
+                            Ok(r) => lease_of(&r).map_or(Input::KvFailed, Input::Swapped),
+                            Err(e)
+                                if e.is_code(ErrorCode::TestFailed)
+                                    || e.is_code(ErrorCode::KeyNotFound) =>
+                            {
+                                Input::SwapConflict
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, %key, "Error renewing lease (trying again in 1 min)");
+                                Input::KvFailed
+                            }
+                        },
+                    )
                 }
                 Action::Delete { subnet, prev_index } => {
                     tracing::info!(%subnet, "Found lease but not compatible with current config, deleting");
                     let key = lease_key(&config.etcd_prefix, &name, &subnet);
-                    let prev = Precondition { value: None, index: Some(prev_index) };
+                    let prev = Precondition {
+                        value: None,
+                        index: Some(prev_index),
+                    };
                     let _ = run.kv.compare_and_delete(&key, prev).await;
                     None
                 }
                 Action::Watch { after_index } => {
-                    spawn_watch(kv.clone(), dir.clone(), after_index, tx.clone(), stop.clone());
-                    spawn_config_watch(kv.clone(), config_key(&config.etcd_prefix, &name), tx.clone(), stop.clone());
+                    spawn_watch(
+                        kv.clone(),
+                        dir.clone(),
+                        after_index,
+                        tx.clone(),
+                        stop.clone(),
+                    );
+                    spawn_config_watch(
+                        kv.clone(),
+                        config_key(&config.etcd_prefix, &name),
+                        tx.clone(),
+                        stop.clone(),
+                    );
                     None
                 }
                 Action::Acquired(lease) => {
@@ -591,7 +746,10 @@ async fn run_network(
                 }
                 Action::Fatal(error) => {
                     tracing::error!(network = %name, %error, "stopping");
-                    return Err(OverlayError::Lease { network: name, error });
+                    return Err(OverlayError::Lease {
+                        network: name,
+                        error,
+                    });
                 }
             };
             if let Some(i) = input {

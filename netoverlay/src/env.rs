@@ -57,7 +57,10 @@ impl SubnetEnv {
         let vars = parse_vars(text);
         let network = vars.get("FLANNEL_NETWORK")?.parse().ok()?;
         let sn: Ipv4Net = vars.get("FLANNEL_SUBNET")?.parse().ok()?;
-        let mtu = vars.get("FLANNEL_MTU").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let mtu = vars
+            .get("FLANNEL_MTU")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let ip_masq = vars.get("FLANNEL_IPMASQ").is_some_and(|v| v == "true");
         Some(SubnetEnv {
             network,
@@ -106,7 +109,10 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), EnvError> {
         path: path.to_path_buf(),
         source,
     };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(err)?;
     let name = path
         .file_name()
@@ -190,7 +196,11 @@ pub fn docker_opts(subnet_env: &str, opts: &DockerOptsOptions) -> Result<String,
                 parts.push(v.clone());
             }
         }
-        out.push_str(&format!("{}=\"{}\"\n", opts.combined_key, parts.join(" ").trim()));
+        out.push_str(&format!(
+            "{}=\"{}\"\n",
+            opts.combined_key,
+            parts.join(" ").trim()
+        ));
     }
     Ok(out)
 }
@@ -253,14 +263,23 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("run/flannel/subnet.env");
         env().write(&p).unwrap();
-        assert_eq!(SubnetEnv::previous_subnet(&p), Some("10.1.19.0/24".parse().unwrap()));
+        assert_eq!(
+            SubnetEnv::previous_subnet(&p),
+            Some("10.1.19.0/24".parse().unwrap())
+        );
         assert!(!d.path().join("run/flannel/.subnet.env").exists());
-        assert_eq!(under_root(Path::new("/r"), Path::new("/run/x")), PathBuf::from("/r/run/x"));
+        assert_eq!(
+            under_root(Path::new("/r"), Path::new("/run/x")),
+            PathBuf::from("/r/run/x")
+        );
     }
 
     #[test]
     fn docker_opts_individual_like_the_book() {
-        let opts = DockerOptsOptions { individual: true, ..Default::default() };
+        let opts = DockerOptsOptions {
+            individual: true,
+            ..Default::default()
+        };
         let mut e = env();
         e.subnet = "10.2.25.0/24".parse().unwrap();
         e.mtu = 8951;
@@ -270,28 +289,56 @@ mod tests {
             "DOCKER_OPT_BIP=\"--bip=10.2.25.1/24\"\nDOCKER_OPT_IPMASQ=\"--ip-masq=false\"\nDOCKER_OPT_MTU=\"--mtu=8951\"\n"
         );
         e.ip_masq = false;
-        assert!(docker_opts(&e.render(), &opts).unwrap().contains("--ip-masq=true"));
+        assert!(docker_opts(&e.render(), &opts)
+            .unwrap()
+            .contains("--ip-masq=true"));
     }
 
     #[test]
     fn docker_opts_combined_both_omit_and_errors() {
-        let c = DockerOptsOptions { combined: true, combined_prefix: "--debug".into(), ..Default::default() };
+        let c = DockerOptsOptions {
+            combined: true,
+            combined_prefix: "--debug".into(),
+            ..Default::default()
+        };
         assert_eq!(
             docker_opts(&env().render(), &c).unwrap(),
             "DOCKER_OPTS=\"--debug --bip=10.1.19.1/24 --ip-masq=true --mtu=1450\"\n"
         );
         let both = docker_opts(&env().render(), &DockerOptsOptions::default()).unwrap();
         assert_eq!(both.lines().count(), 4);
-        let m = DockerOptsOptions { individual: true, omit_ip_masq: true, ..Default::default() };
+        let m = DockerOptsOptions {
+            individual: true,
+            omit_ip_masq: true,
+            ..Default::default()
+        };
         assert!(!docker_opts(&env().render(), &m).unwrap().contains("IPMASQ"));
         let e = docker_opts("FLANNEL_IPMASQ=maybe\n", &m.clone()).map(|_| ());
         assert!(e.is_ok(), "-m skips the check");
         let e = docker_opts("FLANNEL_IPMASQ=maybe\n", &DockerOptsOptions::default()).unwrap_err();
         assert!(e.to_string().contains("Invalid value of FLANNEL_IPMASQ"));
-        assert_eq!(docker_opts("", &DockerOptsOptions { individual: true, ..Default::default() }).unwrap(), "");
+        assert_eq!(
+            docker_opts(
+                "",
+                &DockerOptsOptions {
+                    individual: true,
+                    ..Default::default()
+                }
+            )
+            .unwrap(),
+            ""
+        );
         let d = tempfile::tempdir().unwrap();
         let out = d.path().join("docker_opts.env");
-        write_docker_opts(&d.path().join("missing.env"), &out, &DockerOptsOptions { individual: true, ..Default::default() }).unwrap();
+        write_docker_opts(
+            &d.path().join("missing.env"),
+            &out,
+            &DockerOptsOptions {
+                individual: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(std::fs::read_to_string(out).unwrap(), "");
     }
 }

@@ -33,10 +33,26 @@ pub fn masq_rules(network: &Ipv4Net, own: &Ipv4Net) -> Vec<Rule> {
     let c = "-m comment --comment flanneld-masq";
     vec![
         rule("nat", "POSTROUTING", &format!("{c} -j {MASQ_CHAIN}")),
-        rule("nat", MASQ_CHAIN, &format!("-s {network} -d {network} {c} -j RETURN")),
-        rule("nat", MASQ_CHAIN, &format!("-s {network} ! -d 224.0.0.0/4 {c} -j MASQUERADE")),
-        rule("nat", MASQ_CHAIN, &format!("! -s {network} -d {own} {c} -j RETURN")),
-        rule("nat", MASQ_CHAIN, &format!("! -s {network} -d {network} {c} -j MASQUERADE")),
+        rule(
+            "nat",
+            MASQ_CHAIN,
+            &format!("-s {network} -d {network} {c} -j RETURN"),
+        ),
+        rule(
+            "nat",
+            MASQ_CHAIN,
+            &format!("-s {network} ! -d 224.0.0.0/4 {c} -j MASQUERADE"),
+        ),
+        rule(
+            "nat",
+            MASQ_CHAIN,
+            &format!("! -s {network} -d {own} {c} -j RETURN"),
+        ),
+        rule(
+            "nat",
+            MASQ_CHAIN,
+            &format!("! -s {network} -d {network} {c} -j MASQUERADE"),
+        ),
     ]
 }
 
@@ -55,7 +71,11 @@ fn run(args: &[&str]) -> Result<bool, BackendError> {
         .args(["-w", "5"])
         .args(args)
         .output()
-        .map_err(|e| BackendError::Iptables(format!("cannot run iptables (install the iptables package): {e}")))?;
+        .map_err(|e| {
+            BackendError::Iptables(format!(
+                "cannot run iptables (install the iptables package): {e}"
+            ))
+        })?;
     Ok(out.status.success())
 }
 
@@ -64,7 +84,11 @@ fn run_ok(args: &[&str]) -> Result<(), BackendError> {
         .args(["-w", "5"])
         .args(args)
         .output()
-        .map_err(|e| BackendError::Iptables(format!("cannot run iptables (install the iptables package): {e}")))?;
+        .map_err(|e| {
+            BackendError::Iptables(format!(
+                "cannot run iptables (install the iptables package): {e}"
+            ))
+        })?;
     if out.status.success() {
         Ok(())
     } else {
@@ -126,6 +150,9 @@ mod tests {
             "-s 10.1.0.0/16 ! -d 224.0.0.0/4 -m comment --comment flanneld-masq -j MASQUERADE"
         );
         assert_eq!(r[3].args[..4].join(" "), "! -s 10.1.0.0/16 -d");
-        assert_eq!(forward_rules(&n)[1].args.join(" "), "-s 10.1.0.0/16 -m comment --comment flanneld-forward -j ACCEPT");
+        assert_eq!(
+            forward_rules(&n)[1].args.join(" "),
+            "-s 10.1.0.0/16 -m comment --comment flanneld-forward -j ACCEPT"
+        );
     }
 }

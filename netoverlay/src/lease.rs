@@ -21,7 +21,11 @@ pub struct LeaseAttrs {
     #[serde(rename = "PublicIP")]
     pub public_ip: Ipv4Addr,
     /// Absent for udp (which writes none).
-    #[serde(rename = "BackendType", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "BackendType",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub backend_type: String,
     #[serde(rename = "BackendData", default, skip_serializing_if = "is_empty_data")]
     pub backend_data: Value,
@@ -191,7 +195,10 @@ mod tests {
         let mut a = LeaseAttrs::new("172.17.8.101".parse().unwrap());
         assert_eq!(a.to_json(), r#"{"PublicIP":"172.17.8.101"}"#);
         a.backend_type = "host-gw".into();
-        assert_eq!(a.to_json(), r#"{"PublicIP":"172.17.8.101","BackendType":"host-gw"}"#);
+        assert_eq!(
+            a.to_json(),
+            r#"{"PublicIP":"172.17.8.101","BackendType":"host-gw"}"#
+        );
         a.backend_type = "vxlan".into();
         a.backend_data = serde_json::json!({"VtepMAC": "de:71:6e:55:36:75"});
         assert_eq!(
@@ -251,8 +258,17 @@ mod tests {
     #[test]
     fn keys() {
         let s: Ipv4Net = "10.1.15.0/24".parse().unwrap();
-        assert_eq!(lease_key("/coreos.com/network", "", &s), "/coreos.com/network/subnets/10.1.15.0-24");
-        assert_eq!(lease_key("/coreos.com/network/", "blue", &s), "/coreos.com/network/blue/subnets/10.1.15.0-24");
-        assert_eq!(config_key("/coreos.com/network", "blue"), "/coreos.com/network/blue/config");
+        assert_eq!(
+            lease_key("/coreos.com/network", "", &s),
+            "/coreos.com/network/subnets/10.1.15.0-24"
+        );
+        assert_eq!(
+            lease_key("/coreos.com/network/", "blue", &s),
+            "/coreos.com/network/blue/subnets/10.1.15.0-24"
+        );
+        assert_eq!(
+            config_key("/coreos.com/network", "blue"),
+            "/coreos.com/network/blue/config"
+        );
     }
 }

@@ -117,9 +117,14 @@ pub enum Action {
         ttl: Option<u64>,
     },
     /// Compare-and-delete an incompatible old lease of ours (no answer needed).
-    Delete { subnet: Ipv4Net, prev_index: u64 },
+    Delete {
+        subnet: Ipv4Net,
+        prev_index: u64,
+    },
     /// Start watching after this index (sent once, at first acquisition).
-    Watch { after_index: u64 },
+    Watch {
+        after_index: u64,
+    },
     /// Our lease is held: write `subnet.env`. `renewed_subnet` is false the
     /// first time and after a re-creation of the same subnet.
     Acquired(Lease),
@@ -371,7 +376,13 @@ impl LeaseManager {
                 }
                 Some(l) => {
                     let holder = l.attrs.public_ip;
-                    return self.fail(LeaseError::LeaseTaken { subnet: keep, holder }, out);
+                    return self.fail(
+                        LeaseError::LeaseTaken {
+                            subnet: keep,
+                            holder,
+                        },
+                        out,
+                    );
                 }
                 None => return self.create(keep, None, out),
             }

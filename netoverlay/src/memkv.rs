@@ -203,7 +203,8 @@ impl KvClient for MemKv {
                 let wait = match next_exp {
                     Some(t) => {
                         let now = self.inner.clock.now();
-                        let ns = (t.unix_nanos() - now.unix_nanos()).clamp(1_000_000, 1_000_000_000);
+                        let ns =
+                            (t.unix_nanos() - now.unix_nanos()).clamp(1_000_000, 1_000_000_000);
                         std::time::Duration::from_nanos(ns as u64)
                     }
                     None => std::time::Duration::from_secs(1),

@@ -117,21 +117,51 @@ impl Lab {
         lab.attach("kv", "10.88.0.1");
         for i in 1..=hosts {
             let ns = lab.attach(&format!("h{i}"), &format!("10.88.0.1{i}"));
-            run(&["ip", "-n", &ns, "route", "add", "default", "via", "10.88.0.1"]);
-            run(&["ip", "netns", "exec", &ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+            run(&[
+                "ip",
+                "-n",
+                &ns,
+                "route",
+                "add",
+                "default",
+                "via",
+                "10.88.0.1",
+            ]);
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                &ns,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ]);
         }
         let data = lab.dir.path().join("etcd");
         let kv = lab.name("kv");
         let etcd = Command::new("ip")
-            .args(["netns", "exec", &kv, "etcd", "--name", "kv", "--enable-v2=true"])
+            .args([
+                "netns",
+                "exec",
+                &kv,
+                "etcd",
+                "--name",
+                "kv",
+                "--enable-v2=true",
+            ])
             .arg("--data-dir")
             .arg(&data)
             .args([
-                "--listen-client-urls", "http://10.88.0.1:2379",
-                "--advertise-client-urls", "http://10.88.0.1:2379",
-                "--listen-peer-urls", "http://127.0.0.1:2380",
-                "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-                "--initial-cluster", "kv=http://127.0.0.1:2380",
+                "--listen-client-urls",
+                "http://10.88.0.1:2379",
+                "--advertise-client-urls",
+                "http://10.88.0.1:2379",
+                "--listen-peer-urls",
+                "http://127.0.0.1:2380",
+                "--initial-advertise-peer-urls",
+                "http://127.0.0.1:2380",
+                "--initial-cluster",
+                "kv=http://127.0.0.1:2380",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -159,28 +189,55 @@ impl Lab {
         let ns = self.ns(short);
         let sw = self.name("sw");
         let port = format!("p{short}");
-        run(&["ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port, "netns", &sw]);
+        run(&[
+            "ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port,
+            "netns", &sw,
+        ]);
         run(&["ip", "-n", &sw, "link", "set", &port, "master", "br0", "up"]);
-        run(&["ip", "-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+        run(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "eth0",
+        ]);
         run(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
         ns
     }
 
     fn etcdctl_cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name("kv"), "etcdctl", "--endpoints", "http://10.88.0.1:2379"])
-            .args(args)
-            .env("ETCDCTL_API", "2");
+        c.args([
+            "netns",
+            "exec",
+            &self.name("kv"),
+            "etcdctl",
+            "--endpoints",
+            "http://10.88.0.1:2379",
+        ])
+        .args(args)
+        .env("ETCDCTL_API", "2");
         c
     }
 
     fn etcdctl_ok(&self, args: &[&str]) -> bool {
-        self.etcdctl_cmd(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+        self.etcdctl_cmd(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     }
 
     fn etcdctl(&self, args: &[&str]) -> String {
         let out = self.etcdctl_cmd(args).output().expect("etcdctl");
-        assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -192,7 +249,9 @@ impl Lab {
         if network.is_empty() {
             self.host_dir(i).join("subnet.env")
         } else {
-            self.host_dir(i).join("networks").join(format!("{network}.env"))
+            self.host_dir(i)
+                .join("networks")
+                .join(format!("{network}.env"))
         }
     }
 
@@ -200,7 +259,12 @@ impl Lab {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.name(&format!("h{i}"))])
             .arg(overlayd())
-            .args(["--etcd-endpoints", "http://10.88.0.1:2379", "--iface", "eth0"])
+            .args([
+                "--etcd-endpoints",
+                "http://10.88.0.1:2379",
+                "--iface",
+                "eth0",
+            ])
             .arg("--subnet-file")
             .arg(self.env_file(i, ""))
             .arg("--subnet-dir")
@@ -211,7 +275,12 @@ impl Lab {
 
     fn start(&mut self, i: usize, extra: &[&str]) {
         let log = std::fs::File::create(self.dir.path().join(format!("h{i}.log"))).expect("log");
-        let child = self.daemon_cmd(i, extra).stdout(Stdio::null()).stderr(log).spawn().expect("start overlayd");
+        let child = self
+            .daemon_cmd(i, extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start overlayd");
         self.daemons[i - 1] = Some(child);
     }
 
@@ -225,8 +294,15 @@ impl Lab {
     }
 
     fn teardown(&self, i: usize, extra: &[&str]) {
-        let out = self.daemon_cmd(i, &[&["--teardown"], extra].concat()).output().expect("teardown");
-        assert!(out.status.success(), "teardown: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self
+            .daemon_cmd(i, &[&["--teardown"], extra].concat())
+            .output()
+            .expect("teardown");
+        assert!(
+            out.status.success(),
+            "teardown: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn log(&self, i: usize) -> String {
@@ -235,15 +311,19 @@ impl Lab {
 
     fn subnet(&self, i: usize, network: &str) -> Ipv4Net {
         let path = self.env_file(i, network);
-        wait_for(&format!("{} (log: {})", path.display(), self.log(i)), || {
-            let text = std::fs::read_to_string(&path).ok()?;
-            SubnetEnv::parse(&text).map(|e| Ipv4Net::new(e.subnet.addr(), e.subnet.prefix()))
-        })
+        wait_for(
+            &format!("{} (log: {})", path.display(), self.log(i)),
+            || {
+                let text = std::fs::read_to_string(&path).ok()?;
+                SubnetEnv::parse(&text).map(|e| Ipv4Net::new(e.subnet.addr(), e.subnet.prefix()))
+            },
+        )
     }
 
     fn env(&self, i: usize, network: &str) -> SubnetEnv {
         self.subnet(i, network);
-        SubnetEnv::parse(&std::fs::read_to_string(self.env_file(i, network)).expect("env")).expect("env")
+        SubnetEnv::parse(&std::fs::read_to_string(self.env_file(i, network)).expect("env"))
+            .expect("env")
     }
 
     /// A container namespace behind bridge `br` in host `i`, holding `.2`
@@ -258,34 +338,86 @@ impl Lab {
         let len = env.subnet.prefix().to_string();
         if !try_run(&["ip", "-n", &host, "link", "show", br]) {
             run(&["ip", "-n", &host, "link", "add", br, "type", "bridge"]);
-            run(&["ip", "-n", &host, "addr", "add", &format!("{gw}/{len}"), "dev", br]);
+            run(&[
+                "ip",
+                "-n",
+                &host,
+                "addr",
+                "add",
+                &format!("{gw}/{len}"),
+                "dev",
+                br,
+            ]);
             run(&["ip", "-n", &host, "link", "set", br, "mtu", &mtu, "up"]);
         }
         let port = format!("v{network}{i}");
-        run(&["ip", "link", "add", "eth0", "netns", &c, "mtu", &mtu, "type", "veth", "peer", "name", &port, "netns", &host, "mtu", &mtu]);
+        run(&[
+            "ip", "link", "add", "eth0", "netns", &c, "mtu", &mtu, "type", "veth", "peer", "name",
+            &port, "netns", &host, "mtu", &mtu,
+        ]);
         run(&["ip", "-n", &host, "link", "set", &port, "master", br, "up"]);
-        run(&["ip", "-n", &c, "addr", "add", &format!("{ip}/{len}"), "dev", "eth0"]);
+        run(&[
+            "ip",
+            "-n",
+            &c,
+            "addr",
+            "add",
+            &format!("{ip}/{len}"),
+            "dev",
+            "eth0",
+        ]);
         run(&["ip", "-n", &c, "link", "set", "eth0", "up"]);
-        run(&["ip", "-n", &c, "route", "add", "default", "via", &gw.to_string()]);
+        run(&[
+            "ip",
+            "-n",
+            &c,
+            "route",
+            "add",
+            "default",
+            "via",
+            &gw.to_string(),
+        ]);
         ip.to_string()
     }
 
     fn ping(&self, from_ns: &str, to: &str) -> bool {
-        try_run(&["ip", "netns", "exec", &self.name(from_ns), "ping", "-c", "1", "-W", "1", to])
+        try_run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.name(from_ns),
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            to,
+        ])
     }
 
     fn wait_ping(&self, from_ns: &str, to: &str) {
-        wait_for(&format!("ping {from_ns} -> {to}"), || self.ping(from_ns, to).then_some(()));
+        wait_for(&format!("ping {from_ns} -> {to}"), || {
+            self.ping(from_ns, to).then_some(())
+        });
     }
 
     fn routes(&self, i: usize) -> String {
-        run(&["ip", "-n", &self.name(&format!("h{i}")), "-4", "route", "show"])
+        run(&[
+            "ip",
+            "-n",
+            &self.name(&format!("h{i}")),
+            "-4",
+            "route",
+            "show",
+        ])
     }
 }
 
 /// A route line starting with `head` and carrying `flag`.
 fn has_route(routes: &str, head: &str, flag: &str) -> bool {
-    routes.lines().any(|l| l.starts_with(head) && l.split_whitespace().any(|w| w == flag))
+    routes
+        .lines()
+        .any(|l| l.starts_with(head) && l.split_whitespace().any(|w| w == flag))
 }
 
 fn set_config(lab: &Lab, key: &str, doc: &str) {
@@ -296,7 +428,11 @@ fn set_config(lab: &Lab, key: &str, doc: &str) {
 fn backend_scenario(id: &str, backend: &str) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let mut lab = Lab::new(id, 3);
-    set_config(&lab, "/coreos.com/network/config", &format!(r#"{{"Network":"10.1.0.0/16","Backend":{{"Type":"{backend}"}}}}"#));
+    set_config(
+        &lab,
+        "/coreos.com/network/config",
+        &format!(r#"{{"Network":"10.1.0.0/16","Backend":{{"Type":"{backend}"}}}}"#),
+    );
     for i in 1..=3 {
         lab.start(i, &[]);
     }
@@ -305,15 +441,31 @@ fn backend_scenario(id: &str, backend: &str) {
     let network: Ipv4Net = "10.1.0.0/16".parse().unwrap();
     for (i, s) in subnets.iter().enumerate() {
         assert!(network.contains_net(s) && s.prefix() == 24, "{s}");
-        assert!(subnets.iter().filter(|t| *t == s).count() == 1, "duplicate {s}");
-        let value = lab.etcdctl(&["get", &format!("/coreos.com/network/subnets/{}", s.key_name())]);
-        assert!(value.contains(&format!("\"PublicIP\":\"10.88.0.1{}\"", i + 1)), "{value}");
+        assert!(
+            subnets.iter().filter(|t| *t == s).count() == 1,
+            "duplicate {s}"
+        );
+        let value = lab.etcdctl(&[
+            "get",
+            &format!("/coreos.com/network/subnets/{}", s.key_name()),
+        ]);
+        assert!(
+            value.contains(&format!("\"PublicIP\":\"10.88.0.1{}\"", i + 1)),
+            "{value}"
+        );
         match backend {
             "udp" => assert!(!value.contains("BackendType"), "{value}"),
-            b => assert!(value.contains(&format!("\"BackendType\":\"{b}\"")), "{value}"),
+            b => assert!(
+                value.contains(&format!("\"BackendType\":\"{b}\"")),
+                "{value}"
+            ),
         }
         let env = lab.env(i + 1, "");
-        let want_mtu = match backend { "udp" => 1472, "vxlan" => 1450, _ => 1500 };
+        let want_mtu = match backend {
+            "udp" => 1472,
+            "vxlan" => 1450,
+            _ => 1500,
+        };
         assert_eq!(env.mtu, want_mtu);
         assert!(!env.ip_masq);
     }
@@ -328,8 +480,18 @@ fn backend_scenario(id: &str, backend: &str) {
     let r1 = lab.routes(1);
     let s3 = subnets[2];
     match backend {
-        "host-gw" => assert!(r1.contains(&format!("{s3} via 10.88.0.13 dev eth0")), "{r1}"),
-        "vxlan" => assert!(has_route(&r1, &format!("{s3} via {} dev flannel.1", s3.addr()), "onlink"), "{r1}"),
+        "host-gw" => assert!(
+            r1.contains(&format!("{s3} via 10.88.0.13 dev eth0")),
+            "{r1}"
+        ),
+        "vxlan" => assert!(
+            has_route(
+                &r1,
+                &format!("{s3} via {} dev flannel.1", s3.addr()),
+                "onlink"
+            ),
+            "{r1}"
+        ),
         _ => assert!(r1.contains("10.1.0.0/16 dev flannel0"), "{r1}"),
     }
     // Restart host 1: the kernel routes of kernel backends stay during the
@@ -337,7 +499,10 @@ fn backend_scenario(id: &str, backend: &str) {
     lab.stop(1);
     if backend != "udp" {
         let during = lab.routes(1);
-        assert!(during.contains(&s3.to_string()), "routes gone on a normal stop: {during}");
+        assert!(
+            during.contains(&s3.to_string()),
+            "routes gone on a normal stop: {during}"
+        );
     }
     std::fs::remove_file(lab.env_file(1, "")).ok();
     lab.start(1, &[]);
@@ -358,7 +523,9 @@ fn backend_scenario(id: &str, backend: &str) {
             gone.then_some(())
         });
     }
-    assert!(!lab.etcdctl(&["ls", "/coreos.com/network/subnets"]).contains(&s2.key_name()));
+    assert!(!lab
+        .etcdctl(&["ls", "/coreos.com/network/subnets"])
+        .contains(&s2.key_name()));
     lab.wait_ping("c1", &c3);
 }
 
@@ -382,25 +549,52 @@ fn udp_three_hosts() {
 fn two_networks_stay_separate() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let mut lab = Lab::new("m", 2);
-    set_config(&lab, "/coreos.com/network/blue/config", r#"{"Network":"10.1.0.0/16","Backend":{"Type":"vxlan","VNI":1}}"#);
-    set_config(&lab, "/coreos.com/network/green/config", r#"{"Network":"10.2.0.0/16","Backend":{"Type":"vxlan","VNI":2}}"#);
+    set_config(
+        &lab,
+        "/coreos.com/network/blue/config",
+        r#"{"Network":"10.1.0.0/16","Backend":{"Type":"vxlan","VNI":1}}"#,
+    );
+    set_config(
+        &lab,
+        "/coreos.com/network/green/config",
+        r#"{"Network":"10.2.0.0/16","Backend":{"Type":"vxlan","VNI":2}}"#,
+    );
     for i in 1..=2 {
         lab.start(i, &["--networks", "blue,green"]);
     }
     let blue: Vec<Ipv4Net> = (1..=2).map(|i| lab.subnet(i, "blue")).collect();
     let green: Vec<Ipv4Net> = (1..=2).map(|i| lab.subnet(i, "green")).collect();
-    assert!(blue.iter().all(|s| "10.1.0.0/16".parse::<Ipv4Net>().unwrap().contains_net(s)));
-    assert!(green.iter().all(|s| "10.2.0.0/16".parse::<Ipv4Net>().unwrap().contains_net(s)));
+    assert!(blue
+        .iter()
+        .all(|s| "10.1.0.0/16".parse::<Ipv4Net>().unwrap().contains_net(s)));
+    assert!(green
+        .iter()
+        .all(|s| "10.2.0.0/16".parse::<Ipv4Net>().unwrap().contains_net(s)));
     assert_ne!(blue[0], blue[1]);
     assert_ne!(green[0], green[1]);
     let ls = lab.etcdctl(&["ls", "--recursive", "/coreos.com/network"]);
     for s in &blue {
-        assert!(ls.contains(&format!("/coreos.com/network/blue/subnets/{}", s.key_name())), "{ls}");
+        assert!(
+            ls.contains(&format!(
+                "/coreos.com/network/blue/subnets/{}",
+                s.key_name()
+            )),
+            "{ls}"
+        );
     }
     for s in &green {
-        assert!(ls.contains(&format!("/coreos.com/network/green/subnets/{}", s.key_name())), "{ls}");
+        assert!(
+            ls.contains(&format!(
+                "/coreos.com/network/green/subnets/{}",
+                s.key_name()
+            )),
+            "{ls}"
+        );
     }
-    assert!(!lab.env_file(1, "").exists(), "multi-network mode writes no subnet.env");
+    assert!(
+        !lab.env_file(1, "").exists(),
+        "multi-network mode writes no subnet.env"
+    );
     let b1 = lab.container(1, "blue", "kbrb");
     let b2 = lab.container(2, "blue", "kbrb");
     let g1 = lab.container(1, "green", "kbrg");
@@ -411,8 +605,32 @@ fn two_networks_stay_separate() {
     lab.wait_ping("c2green", &g1);
     // Each network's peers go through its own device only.
     let r = lab.routes(1);
-    assert!(has_route(&r, &format!("{} via {} dev flannel.1", blue[1], blue[1].addr()), "onlink"), "{r}");
-    assert!(has_route(&r, &format!("{} via {} dev flannel.2", green[1], green[1].addr()), "onlink"), "{r}");
-    assert!(!r.contains(&format!("{} via {} dev flannel.2", blue[1], blue[1].addr())), "{r}");
-    assert!(!r.contains(&format!("{} via {} dev flannel.1", green[1], green[1].addr())), "{r}");
+    assert!(
+        has_route(
+            &r,
+            &format!("{} via {} dev flannel.1", blue[1], blue[1].addr()),
+            "onlink"
+        ),
+        "{r}"
+    );
+    assert!(
+        has_route(
+            &r,
+            &format!("{} via {} dev flannel.2", green[1], green[1].addr()),
+            "onlink"
+        ),
+        "{r}"
+    );
+    assert!(
+        !r.contains(&format!("{} via {} dev flannel.2", blue[1], blue[1].addr())),
+        "{r}"
+    );
+    assert!(
+        !r.contains(&format!(
+            "{} via {} dev flannel.1",
+            green[1],
+            green[1].addr()
+        )),
+        "{r}"
+    );
 }

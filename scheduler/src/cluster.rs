@@ -213,23 +213,19 @@ impl ClusterState {
             KeyKind::JobState(unit) => {
                 self.job_mut(&unit).job_state = Some(value.to_owned());
             }
-            KeyKind::UnitBody(hash) => {
-                if !self.bodies.contains_key(&hash) {
-                    let raw = serde_json::from_str::<UnitBody>(value)
-                        .map(|b| b.raw)
-                        .unwrap_or_default();
-                    self.bodies.insert(hash.clone(), Arc::new(parse_body(&raw)));
-                    let waiting: Vec<String> = self
-                        .jobs
-                        .values()
-                        .filter(|j| {
-                            j.spec.is_none() && j.hash.is_some_and(|h| h.to_string() == hash)
-                        })
-                        .map(|j| j.name.clone())
-                        .collect();
-                    for u in waiting {
-                        self.refresh_spec(&u);
-                    }
+            KeyKind::UnitBody(hash) if !self.bodies.contains_key(&hash) => {
+                let raw = serde_json::from_str::<UnitBody>(value)
+                    .map(|b| b.raw)
+                    .unwrap_or_default();
+                self.bodies.insert(hash.clone(), Arc::new(parse_body(&raw)));
+                let waiting: Vec<String> = self
+                    .jobs
+                    .values()
+                    .filter(|j| j.spec.is_none() && j.hash.is_some_and(|h| h.to_string() == hash))
+                    .map(|j| j.name.clone())
+                    .collect();
+                for u in waiting {
+                    self.refresh_spec(&u);
                 }
             }
             KeyKind::UnitState { unit, machine } => {

@@ -581,10 +581,10 @@ pub fn plan(input: &PlacementInput) -> Plan {
     }
 
     out.decisions = unschedules;
-    for u in 0..p.units.len() {
+    for (u, orig) in original.iter().enumerate() {
         if let Some(m) = p.assigned[u] {
             let machine = p.machines[m].id.to_owned();
-            if original[u] != Some(m) {
+            if *orig != Some(m) {
                 out.decisions.push(Decision::Schedule {
                     unit: p.units[u].name.to_owned(),
                     machine: machine.clone(),

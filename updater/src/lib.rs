@@ -39,6 +39,7 @@ pub mod config;
 pub mod driver;
 pub mod engine;
 pub mod gpt;
+pub mod locksmith;
 pub mod omaha;
 pub mod payload;
 pub mod rollout;

@@ -80,6 +80,9 @@ pub fn parse(args: &[OsString]) -> Result<Flags, String> {
             }
             continue;
         }
+        if !matches!(name, "socket" | "root") {
+            return Err(format!("ERROR: unknown command line flag '{name}'"));
+        }
         let value = match value {
             Some(v) => v,
             None if i < args.len() => {
@@ -284,10 +287,12 @@ mod tests {
         assert_eq!(f.socket, Some(PathBuf::from("/s")));
         assert_eq!(f.root, Some(PathBuf::from("/r")));
         assert!(parse(&os(&["-reset_status", "-watch_for_updates", "-update"])).is_ok());
-        assert_eq!(
-            parse(&os(&["-bogus"])).unwrap_err(),
-            "ERROR: unknown command line flag 'bogus'"
-        );
+        for bogus in [&["-bogus"][..], &["-bogus", "x"], &["--bogus=1"]] {
+            assert_eq!(
+                parse(&os(bogus)).unwrap_err(),
+                "ERROR: unknown command line flag 'bogus'"
+            );
+        }
         assert!(parse(&os(&["-status=maybe"]))
             .unwrap_err()
             .contains("illegal value"));

@@ -309,6 +309,14 @@ impl Cluster {
                 MemberOutcome::NotLeader | MemberOutcome::Busy => {
                     tokio::time::sleep(Duration::from_millis(50)).await
                 }
+                done @ (MemberOutcome::Added { .. } | MemberOutcome::Done) => {
+                    // Read-your-writes: the change is in this member's
+                    // list before the client hears of it.
+                    if let Some(l) = node.leader_id().filter(|l| *l != node.member_id()) {
+                        let _ = self.forward_read_index(node, l, deadline).await;
+                    }
+                    return done;
+                }
                 other => return other,
             }
         }

@@ -364,6 +364,20 @@ impl KvServer {
             .await
         {
             tracing::warn!(error = %e, "no leader yet; serving anyway");
+        } else {
+            // As etcd, publish name and client URLs before serving, so
+            // that a member answering /health is listed with them.
+            let published = |c: &KvCore| {
+                let id = c.identity();
+                c.node()
+                    .members()
+                    .get(&id.member_id)
+                    .is_none_or(|n| n.name == id.name && n.client_urls == id.client_urls)
+            };
+            let until = tokio::time::Instant::now() + config.election_timeout * 10;
+            while !published(&core) && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         core.observe_leader();
         tracing::info!(

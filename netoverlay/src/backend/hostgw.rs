@@ -17,7 +17,11 @@ pub struct HostGw {
 
 impl HostGw {
     pub fn new(kernel: Kernel, config: NetworkConfig, ext: ExternalInterface) -> HostGw {
-        HostGw { kernel, config, ext }
+        HostGw {
+            kernel,
+            config,
+            ext,
+        }
     }
 
     fn route(&self, peer: &Lease) -> Route {
@@ -67,7 +71,11 @@ impl Backend for HostGw {
 
     fn reconcile<'a>(&'a mut self, peers: &'a [Lease]) -> BackendFuture<'a, ()> {
         Box::pin(async move {
-            let want: BTreeSet<Route> = peers.iter().filter(|p| self.usable(p)).map(|p| self.route(p)).collect();
+            let want: BTreeSet<Route> = peers
+                .iter()
+                .filter(|p| self.usable(p))
+                .map(|p| self.route(p))
+                .collect();
             for r in self.installed().await? {
                 if !want.contains(&r) {
                     self.kernel.delete_route(&r).await?;

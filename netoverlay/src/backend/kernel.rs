@@ -8,7 +8,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{InfoData, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage};
-use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState};
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkUnspec, LinkVxlan, RouteMessageBuilder};
@@ -115,7 +117,12 @@ impl Kernel {
     }
 
     pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>, BackendError> {
-        let mut s = self.handle.link().get().match_name(name.to_string()).execute();
+        let mut s = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
         match s.try_next().await {
             Ok(Some(m)) => Ok(Some(link_from(m))),
             Ok(None) => Ok(None),
@@ -142,7 +149,12 @@ impl Kernel {
 
     /// IPv4 addresses of a link, in kernel order.
     pub async fn ipv4_addrs(&self, index: u32) -> Result<Vec<Ipv4Net>, BackendError> {
-        let s = self.handle.address().get().set_link_index_filter(index).execute();
+        let s = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
         let msgs: Vec<_> = s.try_collect().await.map_err(|e| nl("list addresses", e))?;
         let mut out = Vec::new();
         for m in msgs {
@@ -150,7 +162,9 @@ impl Kernel {
                 continue;
             }
             for a in &m.attributes {
-                if let AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) = a {
+                if let AddressAttribute::Local(IpAddr::V4(ip))
+                | AddressAttribute::Address(IpAddr::V4(ip)) = a
+                {
                     out.push(Ipv4Net::host(*ip, m.header.prefix_len));
                     break;
                 }
@@ -171,12 +185,22 @@ impl Kernel {
 
     pub async fn set_up(&self, index: u32) -> Result<(), BackendError> {
         let msg = LinkUnspec::new_with_index(index).up().build();
-        self.handle.link().set(msg).execute().await.map_err(|e| nl("set link up", e))
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| nl("set link up", e))
     }
 
     pub async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), BackendError> {
         let msg = LinkUnspec::new_with_index(index).mtu(mtu).build();
-        self.handle.link().set(msg).execute().await.map_err(|e| nl("set mtu", e))
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| nl("set mtu", e))
     }
 
     pub async fn delete_link(&self, index: u32) -> Result<(), BackendError> {
@@ -188,7 +212,13 @@ impl Kernel {
 
     /// Adds `ip/prefix` to a link (present already = fine).
     pub async fn add_addr(&self, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<(), BackendError> {
-        match self.handle.address().add(index, IpAddr::V4(ip), prefix).execute().await {
+        match self
+            .handle
+            .address()
+            .add(index, IpAddr::V4(ip), prefix)
+            .execute()
+            .await
+        {
             Err(e) if !errno_is(&e, EEXIST) => Err(nl("add address", e)),
             _ => Ok(()),
         }
@@ -204,11 +234,19 @@ impl Kernel {
         port: u16,
         learning: bool,
     ) -> Result<(), BackendError> {
-        let mut b = LinkVxlan::new(name, vni).local(local).dev(dev).learning(learning);
+        let mut b = LinkVxlan::new(name, vni)
+            .local(local)
+            .dev(dev)
+            .learning(learning);
         if port != 0 {
             b = b.port(port);
         }
-        self.handle.link().add(b.build()).execute().await.map_err(|e| nl("create vxlan device", e))
+        self.handle
+            .link()
+            .add(b.build())
+            .execute()
+            .await
+            .map_err(|e| nl("create vxlan device", e))
     }
 
     /// IPv4 routes of the main table.
@@ -268,14 +306,25 @@ impl Kernel {
     }
 
     pub async fn delete_route(&self, r: &Route) -> Result<(), BackendError> {
-        match self.handle.route().del(Self::route_msg(r, false)).execute().await {
+        match self
+            .handle
+            .route()
+            .del(Self::route_msg(r, false))
+            .execute()
+            .await
+        {
             Err(e) if !gone(&e) => Err(nl("delete route", e)),
             _ => Ok(()),
         }
     }
 
     /// Permanent ARP entry `ip → mac` on a link.
-    pub async fn replace_neighbour(&self, index: u32, ip: Ipv4Addr, mac: &[u8; 6]) -> Result<(), BackendError> {
+    pub async fn replace_neighbour(
+        &self,
+        index: u32,
+        ip: Ipv4Addr,
+        mac: &[u8; 6],
+    ) -> Result<(), BackendError> {
         self.handle
             .neighbours()
             .add(index, IpAddr::V4(ip))
@@ -288,7 +337,12 @@ impl Kernel {
     }
 
     /// Permanent FDB entry (`bridge fdb replace MAC dev X dst IP self permanent`).
-    pub async fn replace_fdb(&self, index: u32, mac: &[u8; 6], dst: Ipv4Addr) -> Result<(), BackendError> {
+    pub async fn replace_fdb(
+        &self,
+        index: u32,
+        mac: &[u8; 6],
+        dst: Ipv4Addr,
+    ) -> Result<(), BackendError> {
         self.handle
             .neighbours()
             .add_bridge(index, mac)
@@ -302,11 +356,26 @@ impl Kernel {
     }
 
     /// Neighbour (family inet) or FDB (family bridge) entries of a link.
-    pub async fn neighbours(&self, index: u32, bridge: bool) -> Result<Vec<NeighbourMessage>, BackendError> {
+    pub async fn neighbours(
+        &self,
+        index: u32,
+        bridge: bool,
+    ) -> Result<Vec<NeighbourMessage>, BackendError> {
         let req = self.handle.neighbours().get();
-        let req = req.set_address_family(if bridge { AddressFamily::Bridge } else { AddressFamily::Inet });
-        let msgs: Vec<NeighbourMessage> = req.execute().try_collect().await.map_err(|e| nl("list neighbours", e))?;
-        Ok(msgs.into_iter().filter(|m| m.header.ifindex == index).collect())
+        let req = req.set_address_family(if bridge {
+            AddressFamily::Bridge
+        } else {
+            AddressFamily::Inet
+        });
+        let msgs: Vec<NeighbourMessage> = req
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| nl("list neighbours", e))?;
+        Ok(msgs
+            .into_iter()
+            .filter(|m| m.header.ifindex == index)
+            .collect())
     }
 
     pub async fn delete_neighbour(&self, msg: NeighbourMessage) -> Result<(), BackendError> {

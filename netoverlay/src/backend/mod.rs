@@ -84,12 +84,25 @@ pub fn for_config(
     ext: &ExternalInterface,
     kernel: Option<Kernel>,
 ) -> Result<Box<dyn Backend>, BackendError> {
-    let need = || kernel.clone().ok_or_else(|| BackendError::Io("no netlink connection".into()));
+    let need = || {
+        kernel
+            .clone()
+            .ok_or_else(|| BackendError::Io("no netlink connection".into()))
+    };
     Ok(match &config.backend.kind {
         BackendType::HostGw => Box::new(hostgw::HostGw::new(need()?, config.clone(), ext.clone())),
         BackendType::Vxlan => Box::new(vxlan::Vxlan::new(need()?, config.clone(), ext.clone())),
-        BackendType::Udp => Box::new(udp::Udp::new(need()?, config.clone(), ext.clone(), udp::UdpOptions::default())),
-        BackendType::Alloc => Box::new(memory::MemoryBackend::new(BackendType::Alloc, ext.public_ip, ext.mtu)),
+        BackendType::Udp => Box::new(udp::Udp::new(
+            need()?,
+            config.clone(),
+            ext.clone(),
+            udp::UdpOptions::default(),
+        )),
+        BackendType::Alloc => Box::new(memory::MemoryBackend::new(
+            BackendType::Alloc,
+            ext.public_ip,
+            ext.mtu,
+        )),
         BackendType::Other(name) => return Err(BackendError::Unsupported(name.clone())),
     })
 }

@@ -48,7 +48,8 @@ pub struct PeerTable {
 
 impl PeerTable {
     pub fn insert(&mut self, subnet: Ipv4Net, peer: Ipv4Addr) {
-        self.by_prefix.insert((subnet.prefix(), subnet.addr()), peer);
+        self.by_prefix
+            .insert((subnet.prefix(), subnet.addr()), peer);
     }
 
     pub fn remove(&mut self, subnet: &Ipv4Net) {
@@ -59,9 +60,11 @@ impl PeerTable {
         // Lease lengths in one network are uniform; iterate lengths present.
         let mut lens: Vec<u8> = self.by_prefix.keys().map(|k| k.0).collect();
         lens.dedup();
-        lens.iter()
-            .rev()
-            .find_map(|&l| self.by_prefix.get(&(l, Ipv4Net::new(dst, l).addr())).copied())
+        lens.iter().rev().find_map(|&l| {
+            self.by_prefix
+                .get(&(l, Ipv4Net::new(dst, l).addr()))
+                .copied()
+        })
     }
 }
 
@@ -106,7 +109,12 @@ pub struct Udp {
 }
 
 impl Udp {
-    pub fn new(kernel: Kernel, config: NetworkConfig, ext: ExternalInterface, opts: UdpOptions) -> Udp {
+    pub fn new(
+        kernel: Kernel,
+        config: NetworkConfig,
+        ext: ExternalInterface,
+        opts: UdpOptions,
+    ) -> Udp {
         Udp {
             kernel,
             config,
@@ -133,15 +141,19 @@ impl Udp {
     }
 
     async fn start(&mut self, own: &Lease) -> Result<(), BackendError> {
-        let io = |what: &str, e: &dyn std::fmt::Display| BackendError::Io(format!("udp backend: {what}: {e}"));
+        let io = |what: &str, e: &dyn std::fmt::Display| {
+            BackendError::Io(format!("udp backend: {what}: {e}"))
+        };
         let mtu = self.mtu();
         let mut cfg = tun::Configuration::default();
         cfg.tun_name("flannel%d");
         cfg.platform_config(|p| {
             p.ensure_root_privileges(false);
         });
-        let dev = tun::create(&cfg).map_err(|e| io("create TUN device (is /dev/net/tun there?)", &e))?;
-        dev.set_nonblock().map_err(|e| io("set TUN non-blocking", &e))?;
+        let dev =
+            tun::create(&cfg).map_err(|e| io("create TUN device (is /dev/net/tun there?)", &e))?;
+        dev.set_nonblock()
+            .map_err(|e| io("set TUN non-blocking", &e))?;
         let name = tun::AbstractDevice::tun_name(&dev).map_err(|e| io("TUN name", &e))?;
         let link = self
             .kernel
@@ -151,7 +163,9 @@ impl Udp {
         self.kernel.set_mtu(link.index, mtu).await?;
         // Modern addressing: the lease address as /32 plus an explicit route
         // for the whole network (Docker may hold a conflicting one).
-        self.kernel.add_addr(link.index, own.subnet.addr(), 32).await?;
+        self.kernel
+            .add_addr(link.index, own.subnet.addr(), 32)
+            .await?;
         self.kernel.set_up(link.index).await?;
         self.kernel
             .replace_route(
@@ -173,14 +187,21 @@ impl Udp {
         let batch = self.opts.batch.max(1);
         let buf = (mtu as usize + 64).max(2048);
         {
-            let (dev, sock, table, stop) = (dev.clone(), sock.clone(), self.table.clone(), self.stop.clone());
+            let (dev, sock, table, stop) = (
+                dev.clone(),
+                sock.clone(),
+                self.table.clone(),
+                self.stop.clone(),
+            );
             self.threads.push(std::thread::spawn(move || {
                 tun_to_udp(&dev, &sock, &table, &stop, batch, buf, port)
             }));
         }
         {
             let (stop, dev) = (self.stop.clone(), dev.clone());
-            self.threads.push(std::thread::spawn(move || udp_to_tun(&sock, &dev, &stop, batch, buf)));
+            self.threads.push(std::thread::spawn(move || {
+                udp_to_tun(&sock, &dev, &stop, batch, buf)
+            }));
         }
         tracing::info!(device = %name, port, mtu, batch, "udp data path running");
         self.device = Some(name);
@@ -208,7 +229,14 @@ fn tun_to_udp(
                 lens[0] = len;
                 1
             }
-            Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::Interrupted) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
             Err(e) => {
                 tracing::error!(error = %e, "TUN read failed; udp data path stopping");
                 return;
@@ -230,7 +258,9 @@ fn tun_to_udp(
         for i in 0..n {
             let len = lens[i];
             let pkt = &mut bufs[i][..len];
-            let Some(peer) = ipv4_dst(pkt).and_then(|d| t.lookup(d)) else { continue };
+            let Some(peer) = ipv4_dst(pkt).and_then(|d| t.lookup(d)) else {
+                continue;
+            };
             if !decrement_ttl(pkt) {
                 continue;
             }
@@ -252,10 +282,18 @@ fn tun_to_udp(
                 sent += 1;
                 continue;
             }
-            let slices: Vec<[IoSlice<'_>; 1]> =
-                (sent..m).map(|i| [IoSlice::new(&bufs[i][..lens[i]])]).collect();
+            let slices: Vec<[IoSlice<'_>; 1]> = (sent..m)
+                .map(|i| [IoSlice::new(&bufs[i][..lens[i]])])
+                .collect();
             let cmsgs: Vec<ControlMessage<'_>> = Vec::new();
-            match sendmmsg(fd, &mut headers, slices.iter(), &dests[sent..m], &cmsgs, MsgFlags::empty()) {
+            match sendmmsg(
+                fd,
+                &mut headers,
+                slices.iter(),
+                &dests[sent..m],
+                &cmsgs,
+                MsgFlags::empty(),
+            ) {
                 Ok(r) => {
                     let k = r.count();
                     sent += k.max(1);
@@ -286,8 +324,17 @@ fn udp_to_tun(sock: &UdpSocket, dev: &tun::Device, stop: &AtomicBool, batch: usi
                 Err(_) => 0,
             }
         } else {
-            let mut slices: Vec<[IoSliceMut<'_>; 1]> = bufs.iter_mut().map(|b| [IoSliceMut::new(&mut b[..])]).collect();
-            match recvmmsg(fd, &mut headers, slices.iter_mut(), MsgFlags::MSG_WAITFORONE, None) {
+            let mut slices: Vec<[IoSliceMut<'_>; 1]> = bufs
+                .iter_mut()
+                .map(|b| [IoSliceMut::new(&mut b[..])])
+                .collect();
+            match recvmmsg(
+                fd,
+                &mut headers,
+                slices.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
                 Ok(r) => {
                     let mut k = 0;
                     for (i, m) in r.enumerate() {
@@ -386,7 +433,9 @@ mod tests {
     }
 
     fn packet(ttl: u8) -> Vec<u8> {
-        let mut p = vec![0x45, 0, 0, 20, 0x12, 0x34, 0x40, 0, ttl, 1, 0, 0, 10, 1, 19, 2, 10, 1, 3, 2];
+        let mut p = vec![
+            0x45, 0, 0, 20, 0x12, 0x34, 0x40, 0, ttl, 1, 0, 0, 10, 1, 19, 2, 10, 1, 3, 2,
+        ];
         let c = checksum(&p);
         p[10..12].copy_from_slice(&c.to_be_bytes());
         p
@@ -411,8 +460,14 @@ mod tests {
         let mut t = PeerTable::default();
         t.insert("10.1.3.0/24".parse().unwrap(), Ipv4Addr::new(10, 88, 0, 12));
         t.insert("10.1.0.0/16".parse().unwrap(), Ipv4Addr::new(10, 88, 0, 99));
-        assert_eq!(t.lookup(Ipv4Addr::new(10, 1, 3, 7)), Some(Ipv4Addr::new(10, 88, 0, 12)));
-        assert_eq!(t.lookup(Ipv4Addr::new(10, 1, 4, 7)), Some(Ipv4Addr::new(10, 88, 0, 99)));
+        assert_eq!(
+            t.lookup(Ipv4Addr::new(10, 1, 3, 7)),
+            Some(Ipv4Addr::new(10, 88, 0, 12))
+        );
+        assert_eq!(
+            t.lookup(Ipv4Addr::new(10, 1, 4, 7)),
+            Some(Ipv4Addr::new(10, 88, 0, 99))
+        );
         t.remove(&"10.1.0.0/16".parse().unwrap());
         assert_eq!(t.lookup(Ipv4Addr::new(10, 1, 4, 7)), None);
     }

@@ -61,8 +61,12 @@ impl Vxlan {
     async fn install(&self, peer: &Lease, mac: &[u8; 6]) -> Result<(), BackendError> {
         // Neighbour and FDB first, so the route never points at an
         // unresolvable next hop.
-        self.kernel.replace_fdb(self.index, mac, peer.attrs.public_ip).await?;
-        self.kernel.replace_neighbour(self.index, peer.subnet.addr(), mac).await?;
+        self.kernel
+            .replace_fdb(self.index, mac, peer.attrs.public_ip)
+            .await?;
+        self.kernel
+            .replace_neighbour(self.index, peer.subnet.addr(), mac)
+            .await?;
         self.kernel.replace_route(&self.route(peer), true).await
     }
 }
@@ -90,7 +94,14 @@ impl Backend for Vxlan {
             }
             if !reuse {
                 self.kernel
-                    .create_vxlan(&name, b.vni, self.ext.iface_addr, self.ext.index, b.port, b.learning)
+                    .create_vxlan(
+                        &name,
+                        b.vni,
+                        self.ext.iface_addr,
+                        self.ext.index,
+                        b.port,
+                        b.learning,
+                    )
                     .await?;
             }
             let link = self
@@ -99,7 +110,9 @@ impl Backend for Vxlan {
                 .await?
                 .ok_or_else(|| BackendError::NoInterface(name.clone()))?;
             self.index = link.index;
-            self.mac = link.mac.ok_or_else(|| BackendError::Io(format!("{name} has no MAC address")))?;
+            self.mac = link
+                .mac
+                .ok_or_else(|| BackendError::Io(format!("{name} has no MAC address")))?;
             let mtu = self.mtu();
             if link.mtu != mtu {
                 self.kernel.set_mtu(link.index, mtu).await?;
@@ -114,7 +127,11 @@ impl Backend for Vxlan {
     }
 
     fn configure<'a>(&'a mut self, own: &'a Lease) -> BackendFuture<'a, ()> {
-        Box::pin(async move { self.kernel.add_addr(self.index, own.subnet.addr(), 32).await })
+        Box::pin(async move {
+            self.kernel
+                .add_addr(self.index, own.subnet.addr(), 32)
+                .await
+        })
     }
 
     fn reconcile<'a>(&'a mut self, peers: &'a [Lease]) -> BackendFuture<'a, ()> {

@@ -858,21 +858,20 @@ impl Runner {
     ) -> Option<tokio::process::Command> {
         let argv = cmd.expand_env(env);
         let mut program = cmd.path.clone();
-        if self.sup.inner.cfg.kvctl.is_some() {
-            if Path::new(&program)
+        if self.sup.inner.cfg.kvctl.is_some()
+            && Path::new(&program)
                 .file_name()
                 .is_some_and(|f| f == "etcdctl")
-                && !Path::new(&program).exists()
-            {
-                program = self
-                    .sup
-                    .inner
-                    .cfg
-                    .state_dir
-                    .join("bin/etcdctl")
-                    .display()
-                    .to_string();
-            }
+            && !Path::new(&program).exists()
+        {
+            program = self
+                .sup
+                .inner
+                .cfg
+                .state_dir
+                .join("bin/etcdctl")
+                .display()
+                .to_string();
         }
         let (Ok(out), Ok(err)) = (self.log.try_clone(), self.log.try_clone()) else {
             self.log_line("cannot duplicate the log file");
