@@ -49,7 +49,9 @@
 
 pub mod backup;
 pub mod client;
+pub mod discovery;
 pub mod embedded;
+pub mod proxy;
 pub mod raft;
 pub mod server;
 pub mod storage;

@@ -266,12 +266,10 @@ impl LeaseManager {
         let mut out = Vec::new();
         match input {
             Input::Tick => self.tick(now, &mut out),
-            Input::Listed { leases, index } => {
-                if self.phase == Phase::Listing {
-                    self.list_index = index;
-                    self.replace_peers(leases.clone(), &mut out);
-                    self.decide(now, leases, &mut out);
-                }
+            Input::Listed { leases, index } if self.phase == Phase::Listing => {
+                self.list_index = index;
+                self.replace_peers(leases.clone(), &mut out);
+                self.decide(now, leases, &mut out);
             }
             Input::Created(lease) | Input::Swapped(lease)
                 if matches!(

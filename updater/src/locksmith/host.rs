@@ -247,6 +247,11 @@ impl ScaledClock {
             scale: scale.max(1),
         }
     }
+
+    /// Starts at the machine's local time.
+    pub fn from_local_now(scale: u32) -> Self {
+        Self::new(chrono::Local::now().naive_local(), scale)
+    }
 }
 
 impl Clock for ScaledClock {

@@ -88,11 +88,8 @@ impl Semaphore {
     /// The value as locksmith (Go's `encoding/json`) writes it: fields in
     /// declaration order, no spaces, `<`, `>`, `&`, U+2028 and U+2029 escaped.
     pub fn to_json(&self) -> String {
-        let s = match serde_json::to_string(self) {
-            Ok(s) => s,
-            // Serializing integers and strings cannot fail.
-            Err(_) => String::new(),
-        };
+        // Serializing integers and strings cannot fail.
+        let s = serde_json::to_string(self).unwrap_or_default();
         go_html_escape(&s)
     }
 
