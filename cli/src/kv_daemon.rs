@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
+use keelson_kv::discovery::{member_data_exists, peer_urls_of, Discovery, DiscoveryError};
+use keelson_kv::proxy::ProxyConfig;
 use keelson_kv::server::{parse_url_list, ClusterState, KvServer, ServerConfig};
 
 /// Go's `strconv.ParseBool`, for flags and `ETCD_*` booleans.
@@ -223,27 +225,37 @@ impl KvFlags {
     /// Maps flags onto a server configuration, with etcd's checks.
     pub fn to_config(&self, m: &clap::ArgMatches) -> Result<ServerConfig, FlagError> {
         let e = |s: String| FlagError(s);
-        if given(m, "listen_client_urls") && !given(m, "advertise_client_urls") {
+        if given(m, "listen_client_urls")
+            && !given(m, "advertise_client_urls")
+            && self.proxy == "off"
+        {
             return Err(e(
                 "--advertise-client-urls is required when --listen-client-urls is set explicitly"
                     .into(),
             ));
         }
-        if self.discovery.is_some() || self.discovery_srv.is_some() {
+        if self.discovery_srv.is_some() {
             return Err(e(
-                "discovery bootstrap is not supported by this Keelson version yet".into(),
+                "DNS discovery (--discovery-srv) is not supported by this Keelson version yet"
+                    .into(),
             ));
         }
-        if self.proxy != "off" {
-            if !matches!(self.proxy.as_str(), "on" | "readonly") {
-                return Err(e(format!(
-                    "invalid value \"{}\" for flag -proxy: invalid value {:?} for flag -proxy. Valid values are [\"off\" \"readonly\" \"on\"]",
-                    self.proxy, self.proxy
-                )));
-            }
+        if self.discovery.is_some() && given(m, "initial_cluster") {
             return Err(e(
-                "proxy mode is not supported by this Keelson version yet".into()
+                "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\"".into(),
             ));
+        }
+        if !matches!(self.proxy.as_str(), "off" | "on" | "readonly") {
+            return Err(e(format!(
+                "invalid value \"{}\" for flag -proxy: invalid value {:?} for flag -proxy. Valid values are [\"off\" \"readonly\" \"on\"]",
+                self.proxy, self.proxy
+            )));
+        }
+        if !matches!(self.discovery_fallback.as_str(), "proxy" | "exit") {
+            return Err(e(format!(
+                "invalid value \"{}\" for flag -discovery-fallback: invalid value {:?} for flag -discovery-fallback. Valid values are [\"exit\" \"proxy\"]",
+                self.discovery_fallback, self.discovery_fallback
+            )));
         }
         if self.cert_file.is_some()
             || self.key_file.is_some()
@@ -276,8 +288,16 @@ impl KvFlags {
             advertise_client_urls: urls(&self.advertise_client_urls)?,
             listen_peer_urls: urls(&self.listen_peer_urls)?,
             initial_advertise_peer_urls: urls(&self.initial_advertise_peer_urls)?,
-            initial_cluster: self.initial_cluster.clone().unwrap_or_default(),
-            initial_cluster_token: self.initial_cluster_token.clone(),
+            // Under discovery the cluster is learnt at start, and etcd
+            // derives the member IDs from the discovery URL as the token.
+            initial_cluster: match &self.discovery {
+                Some(_) => String::new(),
+                None => self.initial_cluster.clone().unwrap_or_default(),
+            },
+            initial_cluster_token: match &self.discovery {
+                Some(d) => d.trim().to_owned(),
+                None => self.initial_cluster_token.clone(),
+            },
             initial_cluster_state: state,
             snapshot_count: self.snapshot_count,
             max_wals: self.max_wals,
@@ -294,7 +314,10 @@ impl KvFlags {
             watch_history: keelson_kv::store::DEFAULT_HISTORY_CAPACITY,
             force_new_cluster: self.force_new_cluster,
         };
-        config.validate().map_err(|x| e(x.to_string()))?;
+        // A proxy is no member: its name need not be in the cluster.
+        if self.proxy == "off" {
+            config.validate().map_err(|x| e(x.to_string()))?;
+        }
         Ok(config)
     }
 }
@@ -496,7 +519,112 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    rt.block_on(run(config))
+    rt.block_on(run_mode(&flags, config))
+}
+
+/// Decides what this process is: a proxy (`--proxy`), a member whose
+/// cluster is found by discovery, or a member as configured.
+async fn run_mode(flags: &KvFlags, mut config: ServerConfig) -> ExitCode {
+    if flags.proxy != "off" {
+        return match proxy_peers(flags).await {
+            Ok(peers) => run_proxy(flags, &config, peers).await,
+            Err(msg) => {
+                tracing::error!("{msg}");
+                eprintln!("{msg}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    if let Some(durl) = &flags.discovery {
+        if member_data_exists(&config.data_dir) {
+            tracing::info!("the data directory holds a member already; --discovery is ignored");
+        } else if let Some(peers) = keelson_kv::proxy::stored_peers(&config.data_dir) {
+            // An earlier start fell back to proxying: stay a proxy.
+            return run_proxy(flags, &config, peers).await;
+        } else {
+            let joined = async {
+                let d = Discovery::new(durl, flags.discovery_proxy.as_deref())?;
+                let (id, _) = config
+                    .validate()
+                    .map_err(|e| DiscoveryError::Other(e.to_string()))?;
+                d.join_cluster(id, &config.name, &config.initial_advertise_peer_urls)
+                    .await
+            };
+            match joined.await {
+                Ok(cluster) => {
+                    tracing::info!(initial_cluster = %cluster, "discovery: the cluster is complete");
+                    config.initial_cluster = cluster;
+                }
+                Err(DiscoveryError::Full { peers }) if flags.discovery_fallback == "proxy" => {
+                    tracing::warn!("discovery cluster full, falling back to proxy");
+                    return run_proxy(flags, &config, peer_urls_of(&peers)).await;
+                }
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("{e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    }
+    run(config).await
+}
+
+/// The peer URLs a proxy asks for the member list: discovery, else
+/// `--initial-cluster`, else etcd's defaults.
+async fn proxy_peers(flags: &KvFlags) -> Result<Vec<String>, String> {
+    if let Some(durl) = &flags.discovery {
+        let d =
+            Discovery::new(durl, flags.discovery_proxy.as_deref()).map_err(|e| e.to_string())?;
+        return d
+            .peers()
+            .await
+            .map(|p| peer_urls_of(&p))
+            .map_err(|e| e.to_string());
+    }
+    match &flags.initial_cluster {
+        Some(c) if !c.trim().is_empty() => Ok(peer_urls_of(std::slice::from_ref(c))),
+        _ => Ok(vec![
+            "http://localhost:2380".into(),
+            "http://localhost:7001".into(),
+        ]),
+    }
+}
+
+/// Runs a proxy until SIGTERM/SIGINT.
+async fn run_proxy(flags: &KvFlags, config: &ServerConfig, peers: Vec<String>) -> ExitCode {
+    let pc = ProxyConfig {
+        listen_client_urls: config.listen_client_urls.clone(),
+        peer_urls: peers,
+        readonly: flags.proxy == "readonly",
+        refresh_interval: Duration::from_millis(flags.proxy_refresh_interval),
+        failure_wait: Duration::from_millis(flags.proxy_failure_wait),
+        dial_timeout: Duration::from_millis(flags.proxy_dial_timeout),
+        write_timeout: Duration::from_millis(flags.proxy_write_timeout),
+        data_dir: Some(config.data_dir.clone()),
+    };
+    let handle = match keelson_kv::proxy::start(pc).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot watch SIGTERM: {e}");
+            handle.shutdown().await;
+            return ExitCode::from(1);
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("received terminated signal, shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("received interrupt signal, shutting down"),
+    }
+    handle.shutdown().await;
+    ExitCode::SUCCESS
 }
 
 async fn run(config: ServerConfig) -> ExitCode {

@@ -159,7 +159,11 @@ impl Discovery {
             let (_, nodes) = self.list().await?;
             if nodes.len() >= size && !nodes.iter().any(|n| base(&n.key) == key) {
                 return Err(Step::Fail(DiscoveryError::Full {
-                    peers: nodes.into_iter().take(size).filter_map(|n| n.value).collect(),
+                    peers: nodes
+                        .into_iter()
+                        .take(size)
+                        .filter_map(|n| n.value)
+                        .collect(),
                 }));
             }
             let r = self

@@ -131,8 +131,10 @@ impl Shared {
         clients.rotate_left(r % n);
         {
             let mut eps = self.lock_endpoints();
-            let old: Vec<(String, Option<Instant>)> =
-                eps.iter().map(|e| (e.url.clone(), e.failed_until)).collect();
+            let old: Vec<(String, Option<Instant>)> = eps
+                .iter()
+                .map(|e| (e.url.clone(), e.failed_until))
+                .collect();
             *eps = clients
                 .into_iter()
                 .map(|url| {
@@ -268,7 +270,10 @@ async fn stopped(rx: &mut signal::Receiver<bool>) {
 }
 
 async fn refresher(shared: Arc<Shared>, mut stop: signal::Receiver<bool>) {
-    let every = shared.config.refresh_interval.max(Duration::from_millis(100));
+    let every = shared
+        .config
+        .refresh_interval
+        .max(Duration::from_millis(100));
     loop {
         tokio::select! {
             _ = stopped(&mut stop) => return,
@@ -363,7 +368,7 @@ async fn forward(shared: &Shared, req: axum::http::Request<Body>) -> Response<Bo
             rb = rb.timeout(shared.config.write_timeout);
         }
         match rb.send().await {
-            Ok(resp) => return relay(resp),
+            Ok(resp) => return relay(resp).await,
             Err(e) => {
                 tracing::debug!(endpoint = %ep, error = %e, "proxy: request failed");
                 shared.mark_failed(&ep);
@@ -384,12 +389,25 @@ fn forward_headers(h: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// Streams the member's answer back (watches are long polls).
-fn relay(resp: reqwest::Response) -> Response<Body> {
+/// Relays the member's answer: whole when its length is known (so the
+/// client sees the same framing), streamed otherwise (watches are long
+/// polls).
+async fn relay(resp: reqwest::Response) -> Response<Body> {
     let status = resp.status();
     let mut headers = resp.headers().clone();
+    let known_length = headers.contains_key("content-length");
     for name in HOP_HEADERS {
         headers.remove(*name);
+    }
+    if known_length {
+        let body = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => return plain(StatusCode::BAD_GATEWAY, format!("proxy: {e}\n")),
+        };
+        let mut out = Response::new(Body::from(body));
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
+        return out;
     }
     let stream = futures::stream::unfold(Some(resp), |r| async move {
         let mut r = r?;

@@ -54,6 +54,8 @@ pub struct OverlayConfig {
     pub resync_interval: StdDuration,
     /// Lease protocol tunables (flannel's defaults).
     pub lease: ManagerOptions,
+    /// udp data path tunables (packets per system call).
+    pub udp: backend::udp::UdpOptions,
 }
 
 impl Default for OverlayConfig {
@@ -75,6 +77,7 @@ impl Default for OverlayConfig {
             forward_rules: true,
             resync_interval: StdDuration::from_secs(10),
             lease: ManagerOptions::default(),
+            udp: backend::udp::UdpOptions::default(),
         }
     }
 }
@@ -619,9 +622,11 @@ async fn run_network(
     };
     tracing::info!(network = %name, config = ?net.network, backend = %net.backend.kind, "network config");
     let mut backend =
-        backend::for_config(&net, &ext, Some(kernel)).map_err(|error| OverlayError::Backend {
-            network: name.clone(),
-            error,
+        backend::for_config_with(&net, &ext, Some(kernel), config.udp).map_err(|error| {
+            OverlayError::Backend {
+                network: name.clone(),
+                error,
+            }
         })?;
     let attrs = backend
         .prepare()

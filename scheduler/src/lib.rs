@@ -26,6 +26,7 @@
 //! ```
 
 pub mod agent;
+pub mod api;
 pub mod client;
 pub mod cluster;
 pub mod engine;

@@ -86,9 +86,8 @@ fn reply<T: Serialize>(status: StatusCode, r: Result<T, ServerError>) -> Respons
 }
 
 /// Parses a JSON body with a clear error instead of axum's rejection text.
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")))
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("malformed JSON body: {e}"))
 }
 
 pub(crate) fn routes() -> Router<UpdateServer> {
@@ -122,7 +121,7 @@ async fn group(State(srv): State<UpdateServer>, UrlPath(id): UrlPath<String>) ->
 async fn create_group(State(srv): State<UpdateServer>, body: axum::body::Bytes) -> Response {
     match parse_json::<CreateGroup>(&body) {
         Ok(c) => reply(StatusCode::CREATED, srv.create_group(&c.id, c.policy)),
-        Err(r) => r,
+        Err(m) => error(StatusCode::BAD_REQUEST, m),
     }
 }
 
@@ -133,7 +132,7 @@ async fn set_policy(
 ) -> Response {
     match parse_json::<Policy>(&body) {
         Ok(p) => reply(StatusCode::OK, srv.set_policy(&id, p)),
-        Err(r) => r,
+        Err(m) => error(StatusCode::BAD_REQUEST, m),
     }
 }
 
@@ -144,7 +143,7 @@ async fn promote(
 ) -> Response {
     let p = match parse_json::<Promote>(&body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
     match p.version.parse::<Version>() {
         Ok(v) => reply(StatusCode::OK, srv.promote(&id, &v)),

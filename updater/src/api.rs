@@ -327,10 +327,14 @@ pub struct Watch {
 impl Watch {
     /// The next status; `None` when the engine went away.
     pub async fn next(&mut self) -> Result<Option<StatusReport>, ApiError> {
-        let line = self.lines.next_line().await.map_err(|source| ApiError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        let line = self
+            .lines
+            .next_line()
+            .await
+            .map_err(|source| ApiError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
         match line {
             None => Ok(None),
             Some(l) => match parse_reply(&l)? {
@@ -342,8 +346,8 @@ impl Watch {
 }
 
 fn parse_reply(line: &str) -> Result<ApiReply, ApiError> {
-    let r: ApiReply = serde_json::from_str(line)
-        .map_err(|e| ApiError::Protocol(format!("{e}: {line:?}")))?;
+    let r: ApiReply =
+        serde_json::from_str(line).map_err(|e| ApiError::Protocol(format!("{e}: {line:?}")))?;
     if let ApiReply::Error { message } = r {
         return Err(ApiError::Engine(message));
     }
@@ -501,12 +505,21 @@ mod tests {
     async fn watch_streams_changes_and_send_need_reboot() {
         let (_d, c, stx, _rx) = start().await;
         let mut w = c.watch().await.unwrap();
-        assert_eq!(w.next().await.unwrap().unwrap().current_operation, Status::Idle);
+        assert_eq!(
+            w.next().await.unwrap().unwrap().current_operation,
+            Status::Idle
+        );
         stx.send_replace(report(Status::Downloading, 0.5));
         let s = w.next().await.unwrap().unwrap();
-        assert_eq!((s.current_operation, s.progress), (Status::Downloading, 0.5));
+        assert_eq!(
+            (s.current_operation, s.progress),
+            (Status::Downloading, 0.5)
+        );
         stx.send_replace(report(Status::Idle, 0.0));
-        assert_eq!(w.next().await.unwrap().unwrap().current_operation, Status::Idle);
+        assert_eq!(
+            w.next().await.unwrap().unwrap().current_operation,
+            Status::Idle
+        );
 
         c.send_need_reboot().await.unwrap();
         let s = w.next().await.unwrap().unwrap();
@@ -543,7 +556,9 @@ mod tests {
 
         // An over-long line is refused and the connection closed.
         let mut s = UnixStream::connect(c.path()).await.unwrap();
-        s.write_all(&vec![b'x'; MAX_LINE as usize + 10]).await.unwrap();
+        s.write_all(&vec![b'x'; MAX_LINE as usize + 10])
+            .await
+            .unwrap();
         let mut lines = BufReader::new(s).lines();
         let l = lines.next_line().await.unwrap().unwrap();
         assert!(l.contains("longer than"), "{l}");
@@ -553,7 +568,9 @@ mod tests {
     async fn stopped_engine_and_missing_socket() {
         let (d, c, _stx, rx) = start().await;
         drop(rx);
-        assert!(matches!(c.check_for_update().await, Err(ApiError::Engine(m)) if m.contains("stopped")));
+        assert!(
+            matches!(c.check_for_update().await, Err(ApiError::Engine(m)) if m.contains("stopped"))
+        );
         let missing = ApiClient::new(d.path().join("nope.sock"));
         let e = missing.status().await.unwrap_err();
         assert!(e.to_string().contains("keelson update-engine"), "{e}");
@@ -562,7 +579,10 @@ mod tests {
     #[tokio::test]
     async fn bind_replaces_stale_socket_but_not_a_live_one() {
         let (d, c, _stx, _rx) = start().await;
-        assert!(matches!(ApiServer::bind(c.path()).await, Err(ApiError::InUse(_))));
+        assert!(matches!(
+            ApiServer::bind(c.path()).await,
+            Err(ApiError::InUse(_))
+        ));
         let stale = d.path().join("stale.sock");
         drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
         assert!(stale.exists());

@@ -150,7 +150,10 @@ impl GptDisk {
             entry_size: le32(&raw, 84),
             raw,
         };
-        if h.entry_size < 128 || !h.entry_size.is_multiple_of(8) || h.num_entries == 0 || h.num_entries > 1024
+        if h.entry_size < 128
+            || !h.entry_size.is_multiple_of(8)
+            || h.num_entries == 0
+            || h.num_entries > 1024
         {
             return Err(Self::bad(path, "GPT entry array geometry is invalid"));
         }

@@ -503,12 +503,25 @@ mod tests {
         ] {
             assert_eq!(s.parse::<Interval>().unwrap(), Interval(n), "{s}");
         }
-        for bad in ["", "hours", "1 fortnight", "-1 hours", "1.5 hours", "99999999999999999999 days"] {
+        for bad in [
+            "",
+            "hours",
+            "1 fortnight",
+            "-1 hours",
+            "1.5 hours",
+            "99999999999999999999 days",
+        ] {
             assert!(bad.parse::<Interval>().is_err(), "{bad}");
         }
         assert_eq!(Interval(3600).to_string(), "1 hours");
         assert_eq!(Interval(90).to_string(), "90 seconds");
-        for (s, n) in [("UTC", 0), ("+02:00", 7200), ("-05:30", -19800), ("+0100", 3600), ("UTC+3", 10800)] {
+        for (s, n) in [
+            ("UTC", 0),
+            ("+02:00", 7200),
+            ("-05:30", -19800),
+            ("+0100", 3600),
+            ("UTC+3", 10800),
+        ] {
             assert_eq!(s.parse::<Timezone>().unwrap(), Timezone(n), "{s}");
         }
         for bad in ["Europe/Berlin", "+25:00", "+01:75", "", "2"] {

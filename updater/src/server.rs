@@ -181,8 +181,7 @@ const PACKAGES_DIR: &str = "packages";
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && s != "."
         && s != ".."
@@ -303,9 +302,7 @@ impl UpdateServer {
                 reason: e.to_string(),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => SavedState::default(),
-            Err(e) => {
-                return Err(ServerError::io(format!("reading {}", state_path.display()))(e))
-            }
+            Err(e) => return Err(ServerError::io(format!("reading {}", state_path.display()))(e)),
         };
         let mut manifests = Vec::new();
         for v in std::fs::read_dir(&pkgs)
@@ -441,7 +438,11 @@ impl UpdateServer {
     /// directory. The stream must match the manifest's size and SHA-256 (and,
     /// with [`Self::require_upload_signatures`], its signature must verify);
     /// otherwise nothing is kept.
-    pub async fn upload<S, E>(&self, manifest_bytes: Vec<u8>, mut body: S) -> Result<PackageView, ServerError>
+    pub async fn upload<S, E>(
+        &self,
+        manifest_bytes: Vec<u8>,
+        mut body: S,
+    ) -> Result<PackageView, ServerError>
     where
         S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -476,7 +477,8 @@ impl UpdateServer {
             let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
             let mut n = 0u64;
             while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| ServerError::Upload(format!("upload interrupted: {e}")))?;
+                let chunk =
+                    chunk.map_err(|e| ServerError::Upload(format!("upload interrupted: {e}")))?;
                 n += chunk.len() as u64;
                 if n > man.length {
                     return Err(ServerError::Upload(format!(
@@ -588,9 +590,12 @@ impl Model {
             reason: e.to_string(),
         })?;
         let tmp = dir.join(".state.json.tmp");
-        std::fs::write(&tmp, body).map_err(ServerError::io(format!("writing {}", tmp.display())))?;
-        std::fs::rename(&tmp, dir.join(STATE_FILE))
-            .map_err(ServerError::io(format!("replacing {}", dir.join(STATE_FILE).display())))
+        std::fs::write(&tmp, body)
+            .map_err(ServerError::io(format!("writing {}", tmp.display())))?;
+        std::fs::rename(&tmp, dir.join(STATE_FILE)).map_err(ServerError::io(format!(
+            "replacing {}",
+            dir.join(STATE_FILE).display()
+        )))
     }
 
     fn answer(&mut self, app: &omaha::RequestApp, now: u64) -> ResponseApp {

@@ -247,14 +247,26 @@ async fn rollout_policy_through_omaha_in_simulated_time() {
     let t = MONDAY + 9 * 3600; // 10:00 in +01:00
 
     // Outside office hours: on hold, with the reason visible.
-    assert!(!granted(&srv, &check("m1", "723.3.0", "stable", "", true), MONDAY + 3600));
+    assert!(!granted(
+        &srv,
+        &check("m1", "723.3.0", "stable", "", true),
+        MONDAY + 3600
+    ));
     let i = srv.instance("m1").unwrap();
     assert_eq!(i.status, InstanceStatus::OnHold);
     assert_eq!(i.hold_reason, Some(Refusal::OutsideOfficeHours));
 
     // Safe mode: the canary flies alone until it has come through.
-    assert!(granted(&srv, &check("m1", "723.3.0", "stable", "", true), t));
-    assert!(!granted(&srv, &check("m2", "723.3.0", "stable", "", true), t + 1));
+    assert!(granted(
+        &srv,
+        &check("m1", "723.3.0", "stable", "", true),
+        t
+    ));
+    assert!(!granted(
+        &srv,
+        &check("m2", "723.3.0", "stable", "", true),
+        t + 1
+    ));
     assert_eq!(
         srv.instance("m2").unwrap().hold_reason,
         Some(Refusal::MaxUpdatesPerPeriodLimitReached)
@@ -268,20 +280,36 @@ async fn rollout_policy_through_omaha_in_simulated_time() {
         .unwrap();
     assert_eq!(srv.instance("m1").unwrap().status, InstanceStatus::Complete);
     // Now the group's limit applies: 2 grants per hour.
-    assert!(granted(&srv, &check("m2", "723.3.0", "stable", "", true), t + 121));
-    assert!(!granted(&srv, &check("m3", "723.3.0", "stable", "", true), t + 122));
+    assert!(granted(
+        &srv,
+        &check("m2", "723.3.0", "stable", "", true),
+        t + 121
+    ));
+    assert!(!granted(
+        &srv,
+        &check("m3", "723.3.0", "stable", "", true),
+        t + 122
+    ));
     assert_eq!(
         srv.instance("m3").unwrap().hold_reason,
         Some(Refusal::MaxUpdatesPerPeriodLimitReached)
     );
     // An hour later m2 has timed out (after a success: no pause); m3 may go.
-    assert!(granted(&srv, &check("m3", "723.3.0", "stable", "", true), t + 3601));
+    assert!(granted(
+        &srv,
+        &check("m3", "723.3.0", "stable", "", true),
+        t + 3601
+    ));
     // m2 never reports and times out; a success already happened, so no pause.
     let g = admin.groups().await.unwrap();
     assert!(g[0].policy.updates_enabled);
     // An operator pause refuses everyone.
     admin.set_paused("stable", true).await.unwrap();
-    assert!(!granted(&srv, &check("m4", "723.3.0", "stable", "", true), t + 7200));
+    assert!(!granted(
+        &srv,
+        &check("m4", "723.3.0", "stable", "", true),
+        t + 7200
+    ));
     assert_eq!(
         srv.instance("m4").unwrap().hold_reason,
         Some(Refusal::UpdatesDisabled)
@@ -289,7 +317,11 @@ async fn rollout_policy_through_omaha_in_simulated_time() {
     // Resumed, but m3 has timed out as well: as many timeouts as the limit
     // switch safe mode's brake on again.
     admin.set_paused("stable", false).await.unwrap();
-    assert!(!granted(&srv, &check("m4", "723.3.0", "stable", "", true), t + 7201));
+    assert!(!granted(
+        &srv,
+        &check("m4", "723.3.0", "stable", "", true),
+        t + 7201
+    ));
     assert_eq!(
         srv.instance("m4").unwrap().hold_reason,
         Some(Refusal::MaxTimedOutUpdatesLimitReached)
@@ -302,7 +334,11 @@ async fn rollout_policy_through_omaha_in_simulated_time() {
     p.updates_enabled = true;
     p.max_updates_per_period = 10;
     admin.set_policy("stable", &p).await.unwrap();
-    assert!(granted(&srv, &check("m4", "723.3.0", "stable", "", true), t + 7202));
+    assert!(granted(
+        &srv,
+        &check("m4", "723.3.0", "stable", "", true),
+        t + 7202
+    ));
 }
 
 #[tokio::test]
@@ -314,15 +350,29 @@ async fn safe_mode_pauses_the_group_when_the_canary_rolls_back() {
     admin.create_group("stable", None).await.unwrap();
     admin.promote("stable", "766.3.0").await.unwrap();
     let t = MONDAY;
-    assert!(granted(&srv, &check("canary", "723.3.0", "stable", "", true), t));
-    assert!(!granted(&srv, &check("m2", "723.3.0", "stable", "", true), t + 1));
+    assert!(granted(
+        &srv,
+        &check("canary", "723.3.0", "stable", "", true),
+        t
+    ));
+    assert!(!granted(
+        &srv,
+        &check("m2", "723.3.0", "stable", "", true),
+        t + 1
+    ));
     let installed = r#"<event eventtype="3" eventresult="1"/>"#;
-    srv.handle_omaha_at(&check("canary", "723.3.0", "stable", installed, false), t + 60)
-        .unwrap();
+    srv.handle_omaha_at(
+        &check("canary", "723.3.0", "stable", installed, false),
+        t + 60,
+    )
+    .unwrap();
     // The new version fails its health check; the machine is back on 723.3.0.
     let rollback = r#"<event eventtype="3" eventresult="0" errorcode="44"/>"#;
-    srv.handle_omaha_at(&check("canary", "723.3.0", "stable", rollback, true), t + 600)
-        .unwrap();
+    srv.handle_omaha_at(
+        &check("canary", "723.3.0", "stable", rollback, true),
+        t + 600,
+    )
+    .unwrap();
     assert_eq!(
         srv.instance("canary").unwrap().status,
         InstanceStatus::OnHold
@@ -333,7 +383,11 @@ async fn safe_mode_pauses_the_group_when_the_canary_rolls_back() {
         g.paused_reason.as_deref().unwrap().contains("canary"),
         "{g:?}"
     );
-    assert!(!granted(&srv, &check("m2", "723.3.0", "stable", "", true), t + 700));
+    assert!(!granted(
+        &srv,
+        &check("m2", "723.3.0", "stable", "", true),
+        t + 700
+    ));
     assert_eq!(
         srv.instance("m2").unwrap().hold_reason,
         Some(Refusal::UpdatesDisabled)
@@ -342,7 +396,15 @@ async fn safe_mode_pauses_the_group_when_the_canary_rolls_back() {
     let (p2, m2) = s.package("766.3.1", 1000);
     admin.upload(&p2, &m2).await.unwrap();
     admin.promote("stable", "766.3.1").await.unwrap();
-    assert!(!granted(&srv, &check("m2", "723.3.0", "stable", "", true), t + 800));
+    assert!(!granted(
+        &srv,
+        &check("m2", "723.3.0", "stable", "", true),
+        t + 800
+    ));
     admin.set_paused("stable", false).await.unwrap();
-    assert!(granted(&srv, &check("m2", "723.3.0", "stable", "", true), t + 900));
+    assert!(granted(
+        &srv,
+        &check("m2", "723.3.0", "stable", "", true),
+        t + 900
+    ));
 }

@@ -673,7 +673,10 @@ async fn after_reboot_the_hold_is_renewed_and_released_only_when_healthy() {
     );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     // Unhealthy: still held, and the lease was renewed (it would have lapsed).
-    assert_eq!(lock.status().await.unwrap().holders(), [id.clone()]);
+    assert_eq!(
+        lock.status().await.unwrap().holders(),
+        std::slice::from_ref(&id)
+    );
     let lease = kv
         .client
         .get(&lock.lease_key(&id), GetOptions::default())

@@ -21,6 +21,8 @@ enum Command {
     /// Drive the update engine (update_engine_client's verbs), sign payloads,
     /// administer an update server.
     Update(keelson_cli::update::client::UpdateArgs),
+    /// Overlay network leases and reservations (flannel's subnets).
+    Overlay(keelson_cli::overlayctl::OverlayArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +33,10 @@ fn main() -> std::process::ExitCode {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     // `update_engine_client -status`, or `keelctl update -status`: the original's flags.
+    // fleetctl's verbs and flags: `fleetctl list-units`, `keelctl list-units`.
+    if prog == "fleetctl" || keelson_cli::fleetctl::is_fleetctl_invocation(&args[1..]) {
+        return keelson_cli::fleetctl::main(args[1..].to_vec());
+    }
     if prog == "update_engine_client" {
         return keelson_cli::update::compat::main(args[1..].to_vec());
     }
@@ -45,5 +51,6 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         Command::Unit(cmd) => keelson_cli::unit::run(cmd),
         Command::Update(args) => keelson_cli::update::client::run(args),
+        Command::Overlay(args) => keelson_cli::overlayctl::run(args),
     }
 }

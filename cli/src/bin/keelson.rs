@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: keelson <command> [flags]\n\ncommands:\n  kv    run a key-value member (etcd's flags and ETCD_* variables)\n  update-engine  run the update engine of a node (check, download, verify, install)\n  update-server  run an Omaha update server with its admin API\n";
+const USAGE: &str = "usage: keelson <command> [flags]\n\ncommands:\n  fleet  run fleetd: agent, engine and fleet API (fleetd's options, FLEET_* variables, fleet.conf)\n  kv    run a key-value member (etcd's flags and ETCD_* variables)\n  overlay  run the overlay network daemon (flanneld's flags and FLANNELD_* variables); overlay mk-docker-opts\n  update-engine  run the update engine of a node (check, download, verify, install)\n  update-server  run an Omaha update server with its admin API\n";
 
 fn main() -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().collect();
@@ -14,8 +14,17 @@ fn main() -> ExitCode {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    if prog == "fleetd" {
+        return keelson_cli::fleet_daemon::main(args.split_off(1));
+    }
     if prog == "etcd" || prog == "etcd2" {
         return keelson_cli::kv_daemon::main(args.split_off(1));
+    }
+    if prog == "flanneld" {
+        return keelson_cli::overlay_daemon::main(args.split_off(1));
+    }
+    if prog == "mk-docker-opts.sh" || prog == "mk-docker-opts" {
+        return keelson_cli::overlay_daemon::mk_docker_opts_main(args.split_off(1));
     }
     if prog == "update_engine" {
         return keelson_cli::update::engine_daemon::main(args.split_off(1));
@@ -26,6 +35,8 @@ fn main() -> ExitCode {
         .as_deref()
     {
         Some("kv") => keelson_cli::kv_daemon::main(args.split_off(2)),
+        Some("fleet") => keelson_cli::fleet_daemon::main(args.split_off(2)),
+        Some("overlay") => keelson_cli::overlay_daemon::main(args.split_off(2)),
         Some("update-engine") => keelson_cli::update::engine_daemon::main(args.split_off(2)),
         Some("update-server") => keelson_cli::update::server_daemon::main(args.split_off(2)),
         Some("--version") | Some("version") => {

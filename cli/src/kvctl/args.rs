@@ -102,6 +102,13 @@ const BACKUP_FLAGS: &[Flag] = &[
     f(&["with-v3"], Kind::Bool),
     HELP,
 ];
+const MIGRATE_FLAGS: &[Flag] = &[
+    f(&["from"], Kind::Str),
+    f(&["to"], Kind::Str),
+    f(&["prefix"], Kind::Str),
+    f(&["hidden"], Kind::Str),
+    HELP,
+];
 
 /// The flags of each command (urfave adds `--help, -h` to all of them).
 fn command_flags(cmd: &str) -> Option<&'static [Flag]> {
@@ -116,6 +123,7 @@ fn command_flags(cmd: &str) -> Option<&'static [Flag]> {
         "exec-watch" => EXEC_WATCH_FLAGS,
         "cluster-health" => HEALTH_FLAGS,
         "backup" => BACKUP_FLAGS,
+        "migrate" => MIGRATE_FLAGS,
         "rmdir" | "member" | "member list" | "member add" | "member remove" | "member update" => {
             HELP_ONLY
         }
@@ -548,6 +556,26 @@ pub enum Command {
     ClusterHealth(ClusterHealthArgs),
     /// Backup an etcd directory.
     Backup(BackupArgs),
+    /// Copy a live etcd v2 keyspace (TTLs, hidden keys) into another cluster.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Client URL(s) of the source etcd.
+    #[arg(long, default_value = "")]
+    pub from: String,
+    /// Client URL(s) of the destination cluster.
+    #[arg(long, default_value = "")]
+    pub to: String,
+    /// Copy only this subtree.
+    #[arg(long, default_value = "/")]
+    pub prefix: String,
+    /// Extra hidden keys or directories to copy (comma-separated).
+    #[arg(long, default_value = "")]
+    pub hidden: String,
+    #[arg(allow_hyphen_values = true, num_args = 0..)]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

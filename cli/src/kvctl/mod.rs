@@ -13,6 +13,7 @@
 pub mod args;
 pub mod format;
 pub mod help;
+pub mod migrate;
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -502,8 +503,34 @@ async fn run_command(ctx: &Ctx, command: Command) -> Outcome {
         Command::Member(m) => member(ctx, m).await?,
         Command::ClusterHealth(a) => cluster_health(ctx, a.forever).await?,
         Command::Backup(a) => backup(a).await?,
+        Command::Migrate(a) => migrate_cmd(a).await?,
     }
     Ok(())
+}
+
+/// `migrate`: copies a keyspace; a summary on stdout.
+async fn migrate_cmd(a: args::MigrateArgs) -> Outcome {
+    if a.from.is_empty() || a.to.is_empty() {
+        eprintln!("Error:  migrate needs --from and --to");
+        return Err(Exit(exit::BAD_ARGS));
+    }
+    let hidden: Vec<String> = a
+        .hidden
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    match migrate::migrate(&a.from, &a.to, &a.prefix, &hidden).await {
+        Ok(r) => {
+            println!(
+                "migrated {} keys and {} directories ({} with a TTL) from {} to {}",
+                r.keys, r.dirs, r.with_ttl, a.from, a.to
+            );
+            Ok(())
+        }
+        Err(e) => Err(handle_error(exit::SERVER_ERROR, &e)),
+    }
 }
 
 /// `backup`: local files only, nothing on stdout; errors go to stderr with

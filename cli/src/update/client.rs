@@ -429,7 +429,7 @@ async fn watch(engine: &ApiClient, until: Option<Status>) -> anyhow::Result<Exit
                     s.current_operation, s.new_version, s.progress
                 )?;
             } else {
-                write!(out, "{}\n", s.render())?;
+                writeln!(out, "{}", s.render())?;
             }
         }
         out.flush()?;

@@ -84,6 +84,16 @@ pub fn for_config(
     ext: &ExternalInterface,
     kernel: Option<Kernel>,
 ) -> Result<Box<dyn Backend>, BackendError> {
+    for_config_with(config, ext, kernel, udp::UdpOptions::default())
+}
+
+/// [`for_config`] with the udp data path's tunables.
+pub fn for_config_with(
+    config: &NetworkConfig,
+    ext: &ExternalInterface,
+    kernel: Option<Kernel>,
+    udp_options: udp::UdpOptions,
+) -> Result<Box<dyn Backend>, BackendError> {
     let need = || {
         kernel
             .clone()
@@ -96,7 +106,7 @@ pub fn for_config(
             need()?,
             config.clone(),
             ext.clone(),
-            udp::UdpOptions::default(),
+            udp_options,
         )),
         BackendType::Alloc => Box::new(memory::MemoryBackend::new(
             BackendType::Alloc,

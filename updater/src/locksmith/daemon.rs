@@ -45,6 +45,24 @@ impl DaemonConfig {
         }
     }
 
+    /// The daemon's settings from `update.conf`: `REBOOT_STRATEGY` (or
+    /// `default` when unset; the CLI chooses it, see reference §10.2) and the
+    /// reboot window. A window with only one of its two settings, or a bad
+    /// one, is an error: locksmithd refuses to start.
+    pub fn from_update_config(
+        config: &crate::config::UpdateConfig,
+        default: RebootStrategy,
+        kv_member_local: bool,
+    ) -> Result<Self, super::window::WindowError> {
+        let mut c = DaemonConfig::new(config.reboot_strategy.unwrap_or(default));
+        c.kv_member_local = kv_member_local;
+        c.window = Window::from_settings(
+            config.reboot_window_start.as_deref(),
+            config.reboot_window_length.as_deref(),
+        )?;
+        Ok(c)
+    }
+
     /// Whether this configuration coordinates through the semaphore.
     pub fn uses_lock(&self) -> bool {
         match self.strategy {
@@ -391,6 +409,26 @@ mod tests {
 
     fn secs(s: i64) -> TimeDelta {
         TimeDelta::seconds(s)
+    }
+
+    #[test]
+    fn reads_update_conf() {
+        use crate::config::{KeyValues, Overrides, UpdateConfig};
+        let kv = KeyValues::merge([
+            "REBOOT_STRATEGY=etcd-lock\nLOCKSMITHD_REBOOT_WINDOW_START=\"Thu 04:00\"\nREBOOT_WINDOW_LENGTH=1h30m\n",
+        ]);
+        let uc = UpdateConfig::from_key_values(kv, &Overrides::default()).unwrap();
+        let c = DaemonConfig::from_update_config(&uc, RebootStrategy::Reboot, false).unwrap();
+        assert_eq!(c.strategy, RebootStrategy::EtcdLock);
+        assert_eq!(c.window, Some(Window::parse("Thu 04:00", "1h30m").unwrap()));
+        let kv = KeyValues::merge(["REBOOT_WINDOW_START=04:00\n"]);
+        let uc = UpdateConfig::from_key_values(kv, &Overrides::default()).unwrap();
+        let e = DaemonConfig::from_update_config(&uc, RebootStrategy::Reboot, false).unwrap_err();
+        assert!(e.to_string().contains("Either both or neither"));
+        let uc =
+            UpdateConfig::from_key_values(KeyValues::merge([""]), &Overrides::default()).unwrap();
+        let c = DaemonConfig::from_update_config(&uc, RebootStrategy::BestEffort, true).unwrap();
+        assert!(c.uses_lock() && c.window.is_none());
     }
 
     #[test]

@@ -113,6 +113,9 @@ impl Driver {
         kv: Option<Arc<dyn KvClient>>,
         host: Host,
     ) -> Result<Self, DriverError> {
+        if daemon.strategy == RebootStrategy::BestEffort {
+            warn!("reboot strategy best-effort is deprecated (locksmith 0.6 removed it): use etcd-lock or reboot");
+        }
         let lock = match (daemon.uses_lock(), kv) {
             (true, None) => return Err(DriverError::NoKv(strategy_name(daemon.strategy))),
             (true, Some(kv)) => Some(LockClient::new(kv, &config.group)),

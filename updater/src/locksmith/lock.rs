@@ -160,8 +160,9 @@ impl LockClient {
     }
 
     /// Read, apply `f`, write back with `prevIndex`; retried on a lost race.
-    /// `before_write` runs after `f` succeeded and before the swap. Returns the
-    /// new semaphore and its index (the old ones when `f` changed nothing).
+    /// With `id_for_lease`, that holder's lease and record are written after
+    /// `f` succeeded and before the swap. Returns the new semaphore and its
+    /// index (the old ones when `f` changed nothing, without writing).
     async fn modify<F>(
         &self,
         f: F,
