@@ -17,11 +17,16 @@ const MACHINES: usize = 10_000;
 const UNITS: usize = 100_000;
 
 fn unit(name: &str, opts: &[(&str, String)]) -> UnitInput {
-    let options: Vec<UnitOption> = opts.iter().map(|(k, v)| UnitOption::new("X-Fleet", *k, v.as_str())).collect();
+    let options: Vec<UnitOption> = opts
+        .iter()
+        .map(|(k, v)| UnitOption::new("X-Fleet", *k, v.as_str()))
+        .collect();
     let n = UnitName::parse(name).expect("valid name");
     UnitInput {
         name: name.to_owned(),
-        fleet: XFleet::for_unit(&options, &n).map(Arc::new).map_err(|e| e.to_string()),
+        fleet: XFleet::for_unit(&options, &n)
+            .map(Arc::new)
+            .map_err(|e| e.to_string()),
         desired: DesiredState::Launched,
         target: None,
     }
@@ -46,17 +51,26 @@ fn main() {
             // 1 in 15 (a third of the constrained fifth): metadata.
             0 => {
                 meta += 1;
-                unit(&format!("m{i}.service"), &[("MachineMetadata", format!("role={}", roles[i / 15 % 4]))])
+                unit(
+                    &format!("m{i}.service"),
+                    &[("MachineMetadata", format!("role={}", roles[i / 15 % 4]))],
+                )
             }
             // Conflicts: 20 instances per template, spread one per machine.
             1 => {
                 conflicts += 1;
-                unit(&format!("spread{}@{i}.service", i / 300), &[("Conflicts", "%p@*.service".to_owned())])
+                unit(
+                    &format!("spread{}@{i}.service", i / 300),
+                    &[("Conflicts", "%p@*.service".to_owned())],
+                )
             }
             // MachineOf: follows the plain unit just after it.
             2 => {
                 followers += 1;
-                unit(&format!("f{i}.service"), &[("MachineOf", format!("p{}.service", i + 1))])
+                unit(
+                    &format!("f{i}.service"),
+                    &[("MachineOf", format!("p{}.service", i + 1))],
+                )
             }
             _ => unit(&format!("p{i}.service"), &[]),
         };
@@ -92,11 +106,24 @@ fn main() {
         *load.entry(m).or_default() += 1;
     }
     let max = load.values().max().copied().unwrap_or(0);
-    let min = input.machines.iter().map(|m| load.get(&m.id).copied().unwrap_or(0)).min().unwrap_or(0);
+    let min = input
+        .machines
+        .iter()
+        .map(|m| load.get(&m.id).copied().unwrap_or(0))
+        .min()
+        .unwrap_or(0);
     println!("scheduler placement: {UNITS} units ({meta} metadata, {conflicts} Conflicts, {followers} MachineOf) on {MACHINES} machines");
     println!("  build input (parse [X-Fleet])  {:>10.3?}", build);
-    println!("  first pass (place everything)  {:>10.3?}  ({:.0} units/s)", first, UNITS as f64 / first.as_secs_f64());
+    println!(
+        "  first pass (place everything)  {:>10.3?}  ({:.0} units/s)",
+        first,
+        UNITS as f64 / first.as_secs_f64()
+    );
     println!("  steady pass (nothing to do)    {:>10.3?}", second);
     println!("  failover pass ({moved} units moved) {:>10.3?}", third);
-    println!("  placed {} unplaceable {} load min {min} max {max}", p.placement.len(), p.unplaceable.len());
+    println!(
+        "  placed {} unplaceable {} load min {min} max {max}",
+        p.placement.len(),
+        p.unplaceable.len()
+    );
 }

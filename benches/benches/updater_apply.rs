@@ -117,7 +117,9 @@ fn main() {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let url = format!("http://{}", listener.local_addr().unwrap());
             let server = UpdateServer::new(COREOS_APP_ID, &url);
-            let v = server.add_package(payload.clone(), manifest.clone()).unwrap();
+            let v = server
+                .add_package(payload.clone(), manifest.clone())
+                .unwrap();
             server.set_group("stable", &v).unwrap();
             let srv = tokio::spawn(keelson_updater::server::serve(server, listener));
             let id = Identity {
@@ -147,7 +149,9 @@ fn main() {
                     }
                     let op = status.borrow().current_operation;
                     match op {
-                        Status::Downloading if dl_start.is_none() => dl_start = Some(Instant::now()),
+                        Status::Downloading if dl_start.is_none() => {
+                            dl_start = Some(Instant::now())
+                        }
                         Status::Verifying => return dl_start.map(|s| s.elapsed()),
                         _ => {}
                     }
