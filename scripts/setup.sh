@@ -6,6 +6,9 @@
 #   etcd-server, etcd-client, python3-etcd   the reference etcd 3.4.23 for differential tests
 #   golang-go, golang-github-coreos-go-systemd-dev
 #                                            go-systemd's unit package, the oracle for fleet's unit hash
+#   gdisk                                    sgdisk, to build GPT disk images for the updater's A/B slots
+#   iproute2, iptables, iputils-ping         network namespaces, veth, VXLAN and routes for overlay/cluster tests
+#   iperf3                                   overlay throughput benchmark
 set -euo pipefail
 
 packages=(
