@@ -201,7 +201,15 @@ fn discovery_against_etcd_then_proxy_through_leader_kill() {
     assert!(proxy
         .log_text()
         .contains("discovery cluster full, falling back to proxy"));
-    let a = http(members[1].client, "GET", "/v2/keys/via-proxy", "").expect("member");
+    // A plain read on a follower may be stale (as in etcd); a quorum read
+    // must see the write acknowledged through the proxy.
+    let a = http(
+        members[1].client,
+        "GET",
+        "/v2/keys/via-proxy?quorum=true",
+        "",
+    )
+    .expect("member");
     assert_eq!(a.json()["node"]["value"], "1");
     let a = http(proxy.client, "GET", "/v2/members", "").expect("proxy");
     assert_eq!(a.json()["members"].as_array().map(Vec::len), Some(3));
@@ -283,7 +291,7 @@ fn discovery_against_etcd_then_proxy_through_leader_kill() {
         "20 writes through the proxy after the kill took {:?}",
         started.elapsed()
     );
-    assert!(ok(http(ro.client, "GET", "/v2/keys/after", "")));
+    assert!(ok(http(ro.client, "GET", "/v2/keys/after?quorum=true", "")));
     drop(etcd);
 }
 
