@@ -749,7 +749,10 @@ mod tests {
                     Op::Ask(i, dt) => {
                         now += u64::from(dt);
                         let before = g.attempts.len();
-                        let was_in_flight = g.attempts.get(&format!("m{i}")).is_some_and(|a| matches!(a.state, AttemptState::InProgress | AttemptState::Installed));
+                        // A machine in flight, or already running the new
+                        // version, is never offered it again: the server's
+                        // version check comes before the policy.
+                        let was_in_flight = g.attempts.get(&format!("m{i}")).is_some_and(|a| matches!(a.state, AttemptState::InProgress | AttemptState::Installed | AttemptState::Succeeded));
                         if was_in_flight { continue; }
                         if g.decide(&format!("m{i}"), now) == Decision::Grant {
                             grants.push(now);
