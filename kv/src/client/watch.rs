@@ -183,7 +183,7 @@ mod tests {
             Box::pin(async { Ok(event("/k", 2000)) })
         }
         fn set<'a>(&'a self, _: &'a str, _: &'a str, _: SetOptions) -> KvFuture<'a, KvResponse> {
-            unimplemented!()
+            unreachable!("the watcher only reads and watches")
         }
         fn create_in_order<'a>(
             &'a self,
@@ -191,10 +191,10 @@ mod tests {
             _: &'a str,
             _: CreateInOrderOptions,
         ) -> KvFuture<'a, KvResponse> {
-            unimplemented!()
+            unreachable!("the watcher only reads and watches")
         }
         fn delete<'a>(&'a self, _: &'a str, _: DeleteOptions) -> KvFuture<'a, KvResponse> {
-            unimplemented!()
+            unreachable!("the watcher only reads and watches")
         }
         fn watch_once<'a>(&'a self, key: &'a str, o: WatchOptions) -> KvFuture<'a, KvResponse> {
             self.asked
