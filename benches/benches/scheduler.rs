@@ -41,6 +41,7 @@ fn main() {
                 ("role".to_owned(), roles[i % 4].to_owned()),
                 ("rack".to_owned(), (i % 100).to_string()),
             ]),
+            draining: false,
         })
         .collect();
     let t = Instant::now();

@@ -90,6 +90,10 @@ pub struct FleetFlags {
     /// `unix:///var/run/fleet.sock`).
     #[arg(long = "api-listen", env = "FLEET_API_LISTEN", value_delimiter = ',')]
     pub api_listen: Vec<String>,
+    /// The host name units see as `%H` (default: this host's name); lets
+    /// several simulated machines on one host have their own.
+    #[arg(long = "host-name")]
+    pub host_name: Option<String>,
     /// Prefix for every absolute path read or written.
     #[arg(long, default_value = "/")]
     pub root: PathBuf,
@@ -169,6 +173,7 @@ pub struct Resolved {
     pub fleet: FleetConfig,
     pub api_listen: Vec<String>,
     pub root: PathBuf,
+    pub host_name: Option<String>,
 }
 
 /// Merge flags/env over the config file and defaults.
@@ -249,6 +254,7 @@ pub fn resolve(f: &FleetFlags) -> anyhow::Result<Resolved> {
         fleet: cfg,
         api_listen,
         root: f.root.clone(),
+        host_name: f.host_name.clone(),
     })
 }
 
@@ -302,7 +308,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let rt = match tokio::runtime::Runtime::new() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    crate::node_runner::label_threads(&mut builder);
+    let rt = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("keelson fleet: {e}");
@@ -318,7 +327,24 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     }
 }
 
+/// Sleeps `d`; true if a stop was asked for first.
+async fn pause_or_stop(stop: &tokio::sync::watch::Receiver<bool>, d: Duration) -> bool {
+    let mut rx = stop.clone();
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = rx.wait_for(|v| *v) => true,
+    }
+}
+
 async fn run(r: Resolved) -> anyhow::Result<()> {
+    // SIGTERM/SIGINT (or the node's word), watched from the start so that
+    // none is missed while waiting for the kv.
+    let (signal_tx, signalled) = tokio::sync::watch::channel(false);
+    let stop = crate::node_runner::shutdown_signal();
+    tokio::spawn(async move {
+        stop.await;
+        let _ = signal_tx.send(true);
+    });
     let kv: Arc<dyn KvClient> = Arc::new(
         HttpKvClient::builder()
             .endpoints(r.etcd_servers.clone())
@@ -335,16 +361,23 @@ async fn run(r: Resolved) -> anyhow::Result<()> {
         state_dir: rooted(&r.root, Path::new("/var/lib/keelson/fleet")),
         kvctl,
         machine_id: machine.clone(),
-        host_name: None,
+        host_name: r.host_name.clone(),
     })
     .context("starting the supervisor")?;
     let init: Arc<dyn InitSystem> = Arc::new(supervisor);
     let keys = Keys::new(&r.fleet.etcd_key_prefix);
-    let registry = Arc::new(
-        Registry::open(kv.clone(), keys.clone())
-            .await
-            .context("opening the registry")?,
-    );
+    // fleetd waits for its store: on a node started all at once the kv may
+    // still be electing a leader.
+    let servers = r.etcd_servers.join(",");
+    let registry = loop {
+        match Registry::open(kv.clone(), keys.clone()).await {
+            Ok(reg) => break Arc::new(reg),
+            Err(e) => tracing::warn!("waiting for the kv at {servers}: {e}"),
+        }
+        if pause_or_stop(&signalled, Duration::from_secs(2)).await {
+            return Ok(());
+        }
+    };
     let client = Arc::new(FleetClient::new(registry));
     let app = api::router(ApiState::new(
         client,
@@ -386,18 +419,18 @@ async fn run(r: Resolved) -> anyhow::Result<()> {
         }
     }
     if let Some(url) = &published {
-        api::publish_endpoint(&kv, &keys, &machine, url)
-            .await
-            .context("publishing the API endpoint")?;
+        while let Err(e) = api::publish_endpoint(&kv, &keys, &machine, url).await {
+            tracing::warn!("publishing the API endpoint (waiting for the kv at {servers}): {e}");
+            if pause_or_stop(&signalled, Duration::from_secs(2)).await {
+                let _ = stop_tx.send(true);
+                return Ok(());
+            }
+        }
     }
     tracing::info!(machine = %machine, "fleet started");
-    let shutdown = async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
+    let shutdown = async move {
+        let mut rx = signalled;
+        let _ = rx.wait_for(|v| *v).await;
     };
     let res = Fleetd::run(kv, init, r.fleet, shutdown).await;
     let _ = stop_tx.send(true);

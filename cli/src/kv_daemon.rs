@@ -509,10 +509,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    crate::node_runner::label_threads(&mut builder);
+    let rt = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -611,18 +611,8 @@ async fn run_proxy(flags: &KvFlags, config: &ServerConfig, peers: Vec<String>) -
             return ExitCode::from(1);
         }
     };
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot watch SIGTERM: {e}");
-            handle.shutdown().await;
-            return ExitCode::from(1);
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("received terminated signal, shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("received interrupt signal, shutting down"),
-    }
+    let what = crate::node_runner::shutdown_signal().await;
+    tracing::info!("received {what} signal, shutting down");
     handle.shutdown().await;
     ExitCode::SUCCESS
 }
@@ -636,17 +626,8 @@ async fn run(config: ServerConfig) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot watch SIGTERM: {e}");
-            let _ = handle.shutdown().await;
-            return ExitCode::from(1);
-        }
-    };
     tokio::select! {
-        _ = term.recv() => tracing::info!("received terminated signal, shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("received interrupt signal, shutting down"),
+        what = crate::node_runner::shutdown_signal() => tracing::info!("received {what} signal, shutting down"),
         _ = handle.removed() => tracing::warn!("the member has been permanently removed from the cluster. Exiting."),
     }
     match handle.shutdown().await {

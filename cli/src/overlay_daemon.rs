@@ -252,12 +252,9 @@ async fn run(flags: OverlayFlags) -> anyhow::Result<()> {
         tracing::info!("overlay torn down");
         return Ok(());
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let stop = crate::node_runner::shutdown_signal();
     let shutdown = async move {
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
-        }
+        stop.await;
         tracing::info!("stopping; devices and routes stay in place");
     };
     Overlay::run_with(config, kv, shutdown).await?;

@@ -370,6 +370,28 @@ impl FleetClient {
         Ok(())
     }
 
+    /// Mark `machine` draining (its units move elsewhere, see
+    /// [`crate::drain`]) or lift the mark.
+    pub async fn set_draining(&self, machine: &str, draining: bool) -> Result<(), SchedulerError> {
+        let key = self.keys().drain(machine);
+        let r = if draining {
+            self.kv().set(&key, "draining", Default::default()).await?
+        } else {
+            match self.kv().delete(&key, DeleteOptions::default()).await {
+                Ok(r) => r,
+                Err(e) if e.is_code(ErrorCode::KeyNotFound) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        };
+        self.sync(r.etcd_index).await;
+        Ok(())
+    }
+
+    /// Whether `machine` is marked draining.
+    pub fn is_draining(&self, machine: &str) -> bool {
+        self.registry.with(|s| s.draining.contains(machine))
+    }
+
     /// `list-unit-files`, sorted by name.
     pub fn list_unit_files(&self) -> Vec<UnitFileInfo> {
         self.registry.with(|s| {

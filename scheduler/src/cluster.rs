@@ -4,7 +4,7 @@
 //! content hash and their `[X-Fleet]` section once per unit name, never per
 //! pass.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use keelson_kv::v2::{Action, Node};
@@ -94,6 +94,8 @@ pub struct ClusterState {
     pub lease: Option<(LeaseRecord, u64)>,
     /// unit → why the engine could not place it.
     pub reasons: BTreeMap<String, String>,
+    /// Machines marked draining (`keelson/drain/<machine>`).
+    pub draining: BTreeSet<String>,
 }
 
 fn parse_body(raw: &str) -> StoredBody {
@@ -133,6 +135,7 @@ impl ClusterState {
             states: BTreeMap::new(),
             lease: None,
             reasons: BTreeMap::new(),
+            draining: BTreeSet::new(),
         }
     }
 
@@ -253,6 +256,9 @@ impl ClusterState {
             KeyKind::Reason(unit) => {
                 self.reasons.insert(unit, value.to_owned());
             }
+            KeyKind::Drain(machine) => {
+                self.draining.insert(machine);
+            }
             _ => {}
         }
     }
@@ -307,6 +313,9 @@ impl ClusterState {
             KeyKind::EngineLease => self.lease = None,
             KeyKind::Reason(unit) => {
                 self.reasons.remove(&unit);
+            }
+            KeyKind::Drain(machine) => {
+                self.draining.remove(&machine);
             }
             KeyKind::Other => {
                 // A whole subtree (e.g. `job/` or the prefix) was removed.

@@ -48,6 +48,10 @@ pub enum KeyKind {
     /// `keelson/reasons/<unit>`: why the engine could not place a unit
     /// (a Keelson addition; fleet never reads it).
     Reason(String),
+    /// `keelson/drain/<machine>`: the machine is draining, so the engine
+    /// moves its units elsewhere and places nothing new on it (a Keelson
+    /// addition, set before a coordinated reboot; fleet never reads it).
+    Drain(String),
     /// Anything else (legacy `state/<unit>`, `engine/version`, directories).
     Other,
 }
@@ -123,6 +127,10 @@ impl Keys {
     pub fn reason(&self, unit: &str) -> String {
         format!("{}keelson/reasons/{unit}", self.prefix)
     }
+    /// Present while `machine` is draining.
+    pub fn drain(&self, machine: &str) -> String {
+        format!("{}keelson/drain/{machine}", self.prefix)
+    }
 
     /// Classify an absolute key.
     pub fn classify(&self, key: &str) -> KeyKind {
@@ -150,6 +158,7 @@ impl Keys {
             },
             ["lease", "engine-leader"] => KeyKind::EngineLease,
             ["keelson", "reasons", u] => KeyKind::Reason((*u).to_owned()),
+            ["keelson", "drain", m] => KeyKind::Drain((*m).to_owned()),
             _ => KeyKind::Other,
         }
     }
@@ -185,5 +194,7 @@ mod tests {
             KeyKind::JobTarget("x.service".into())
         );
         assert_eq!(k.classify("/elsewhere/job/x/target"), KeyKind::Other);
+        assert_eq!(k.drain("m1"), "/_coreos.com/fleet/keelson/drain/m1");
+        assert_eq!(k.classify(&k.drain("m1")), KeyKind::Drain("m1".into()));
     }
 }

@@ -15,8 +15,8 @@
 //! use keelson_scheduler::DesiredState;
 //!
 //! let machines = vec![
-//!     MachineInput { id: "1".repeat(32), metadata: Default::default() },
-//!     MachineInput { id: "2".repeat(32), metadata: Default::default() },
+//!     MachineInput { id: "1".repeat(32), metadata: Default::default(), draining: false },
+//!     MachineInput { id: "2".repeat(32), metadata: Default::default(), draining: false },
 //! ];
 //! let units = vec![UnitInput::plain("a.service", DesiredState::Launched),
 //!                  UnitInput::plain("b.service", DesiredState::Launched)];
@@ -29,6 +29,7 @@ pub mod agent;
 pub mod api;
 pub mod client;
 pub mod cluster;
+pub mod drain;
 pub mod engine;
 pub mod error;
 pub mod fleetd;

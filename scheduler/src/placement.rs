@@ -28,6 +28,9 @@ pub struct MachineInput {
     pub id: String,
     /// Effective metadata (configured, overlaid by dynamic keys).
     pub metadata: HashMap<String, String>,
+    /// Marked draining: its units move away and nothing new lands on it
+    /// (global units are the agents' business and stay).
+    pub draining: bool,
 }
 
 /// A unit in the registry as placement sees it.
@@ -68,6 +71,7 @@ impl PlacementInput {
             .map(|(id, m)| MachineInput {
                 id: id.clone(),
                 metadata: m.effective_metadata().into_iter().collect(),
+                draining: state.draining.contains(id),
             })
             .collect();
         let units = state
@@ -119,6 +123,7 @@ pub struct Plan {
 struct Mach<'a> {
     id: &'a str,
     meta: &'a HashMap<String, String>,
+    draining: bool,
     units: Vec<usize>,
     /// How many of `units` carry conflict patterns.
     patterned: usize,
@@ -208,6 +213,9 @@ impl<'a> Planner<'a> {
         let Some(fleet) = unit.fleet else {
             return Err("unit file is invalid".to_owned());
         };
+        if mach.draining {
+            return Err(format!("Machine({}) is draining", mach.id));
+        }
         if let Some(want) = fleet.machine_id() {
             if !fleet.machine_id_matches(mach.id) {
                 return Err(format!(
@@ -384,6 +392,7 @@ pub fn plan(input: &PlacementInput) -> Plan {
         .map(|m| Mach {
             id: &m.id,
             meta: &m.metadata,
+            draining: m.draining,
             units: Vec::new(),
             patterned: 0,
             load: 0,
@@ -632,6 +641,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            draining: false,
         }
     }
 
@@ -772,6 +782,59 @@ mod tests {
         assert!(p.decisions.iter().any(
             |d| matches!(d, Decision::Unschedule { reason, .. } if reason.contains("went away"))
         ));
+    }
+
+    #[test]
+    fn draining_machine_loses_its_units_and_gets_no_new_ones() {
+        let mut web = unit(
+            "nginxweb.service",
+            Launched,
+            &[("MachineMetadata", "compute=web")],
+        );
+        web.target = Some(id(1));
+        let mut plain = unit("plain.service", Launched, &[]);
+        plain.target = Some(id(1));
+        let mut pinned = unit("pinned.service", Launched, &[("MachineID", &id(1))]);
+        pinned.target = Some(id(1));
+        let g = unit("g.service", Launched, &[("Global", "true")]);
+        let mut machines = book_machines();
+        machines[0].draining = true;
+        let p = plan(&PlacementInput {
+            machines: machines.clone(),
+            units: vec![web, plain, pinned, g, unit("new.service", Launched, &[])],
+        });
+        // Moved to eligible machines; the pinned one waits, with a reason.
+        assert_eq!(p.placement["nginxweb.service"], id(2));
+        assert_ne!(p.placement["plain.service"], id(1));
+        assert_ne!(p.placement["new.service"], id(1));
+        assert!(!p.placement.contains_key("pinned.service"));
+        assert!(
+            p.unplaceable["pinned.service"].contains("is draining"),
+            "{}",
+            p.unplaceable["pinned.service"]
+        );
+        assert!(p.decisions.iter().any(|d| matches!(d,
+            Decision::Unschedule { unit, reason, .. }
+                if unit == "plain.service" && reason.contains("is draining"))));
+        // Global units stay on every machine.
+        assert_eq!(p.global[&id(1)], vec!["g.service".to_string()]);
+        // Drain lifted: nothing moves back, but the machine takes work again.
+        machines[0].draining = false;
+        let mut placed: Vec<UnitInput> = ["nginxweb.service", "plain.service"]
+            .iter()
+            .map(|n| {
+                let mut u = unit(n, Launched, &[]);
+                u.target = Some(p.placement[*n].clone());
+                u
+            })
+            .collect();
+        placed.push(unit("later.service", Launched, &[]));
+        let p2 = plan(&PlacementInput {
+            machines,
+            units: placed,
+        });
+        assert_eq!(p2.placement["plain.service"], p.placement["plain.service"]);
+        assert_eq!(p2.placement["later.service"], id(1));
     }
 
     #[test]

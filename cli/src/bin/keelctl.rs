@@ -23,6 +23,13 @@ enum Command {
     Update(keelson_cli::update::client::UpdateArgs),
     /// Overlay network leases and reservations (flannel's subnets).
     Overlay(keelson_cli::overlayctl::OverlayArgs),
+    /// The cluster-wide reboot lock (locksmithctl's commands and flags):
+    /// status, lock [ID], unlock [ID], set-max N.
+    #[command(disable_help_flag = true)]
+    Locksmith {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -32,6 +39,13 @@ fn main() -> std::process::ExitCode {
         .and_then(|a| std::path::Path::new(a).file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // `locksmithctl status`, or `keelctl locksmith status`: locksmithctl's flags.
+    if prog == "locksmithctl" {
+        return keelson_cli::locksmith::ctl::main("locksmithctl", args[1..].to_vec());
+    }
+    if args.get(1).is_some_and(|a| a == "locksmith") {
+        return keelson_cli::locksmith::ctl::main("keelctl locksmith", args[2..].to_vec());
+    }
     // `update_engine_client -status`, or `keelctl update -status`: the original's flags.
     // fleetctl's verbs and flags: `fleetctl list-units`, `keelctl list-units`.
     if prog == "fleetctl" || keelson_cli::fleetctl::is_fleetctl_invocation(&args[1..]) {
@@ -52,5 +66,6 @@ fn main() -> std::process::ExitCode {
         Command::Unit(cmd) => keelson_cli::unit::run(cmd),
         Command::Update(args) => keelson_cli::update::client::run(args),
         Command::Overlay(args) => keelson_cli::overlayctl::run(args),
+        Command::Locksmith { args } => keelson_cli::locksmith::ctl::main("keelctl locksmith", args),
     }
 }

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: keelson <command> [flags]\n\ncommands:\n  fleet  run fleetd: agent, engine and fleet API (fleetd's options, FLEET_* variables, fleet.conf)\n  kv    run a key-value member (etcd's flags and ETCD_* variables)\n  overlay  run the overlay network daemon (flanneld's flags and FLANNELD_* variables); overlay mk-docker-opts\n  update-engine  run the update engine of a node (check, download, verify, install)\n  update-server  run an Omaha update server with its admin API\n";
+const USAGE: &str = "usage: keelson <command> [flags]\n\ncommands:\n  fleet  run fleetd: agent, engine and fleet API (fleetd's options, FLEET_* variables, fleet.conf)\n  install-aliases DIR  symlinks under the original tools' names (etcd, etcdctl, fleetctl, ...)\n  kv    run a key-value member (etcd's flags and ETCD_* variables)\n  locksmith  run the reboot coordinator (locksmithd's flags and LOCKSMITHD_* variables)\n  node  run several of a machine's services in one process (keelson node --help)\n  overlay  run the overlay network daemon (flanneld's flags and FLANNELD_* variables); overlay mk-docker-opts\n  update-engine  run the update engine of a node (check, download, verify, install)\n  update-server  run an Omaha update server with its admin API\n  up    start a local cluster of N nodes and show its status (keelson up --help)\n";
 
 fn main() -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().collect();
@@ -26,6 +26,12 @@ fn main() -> ExitCode {
     if prog == "mk-docker-opts.sh" || prog == "mk-docker-opts" {
         return keelson_cli::overlay_daemon::mk_docker_opts_main(args.split_off(1));
     }
+    if prog == "locksmithd" {
+        return keelson_cli::locksmith::daemon::main(args.split_off(1));
+    }
+    if prog == "coreos-cloudinit" {
+        return keelson_cli::node::cloudinit_main(args.split_off(1));
+    }
     if prog == "update_engine" {
         return keelson_cli::update::engine_daemon::main(args.split_off(1));
     }
@@ -37,8 +43,17 @@ fn main() -> ExitCode {
         Some("kv") => keelson_cli::kv_daemon::main(args.split_off(2)),
         Some("fleet") => keelson_cli::fleet_daemon::main(args.split_off(2)),
         Some("overlay") => keelson_cli::overlay_daemon::main(args.split_off(2)),
+        Some("locksmith") => keelson_cli::locksmith::daemon::main(args.split_off(2)),
         Some("update-engine") => keelson_cli::update::engine_daemon::main(args.split_off(2)),
         Some("update-server") => keelson_cli::update::server_daemon::main(args.split_off(2)),
+        Some("up") => keelson_cli::up::main(args.split_off(2)),
+        Some("install-aliases") => keelson_cli::aliases::main(args.split_off(2)),
+        // LEAD: route `keelson node --cloud-config FILE` here to
+        // keelson_cli::node_runner::run_services with the parsed services.
+        Some("node") if keelson_cli::node::wants_validate(&args[2..]) => {
+            keelson_cli::node::validate_main(args.split_off(2))
+        }
+        Some("node") => keelson_cli::node_runner::main(args.split_off(2)),
         Some("--version") | Some("version") => {
             println!("keelson {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

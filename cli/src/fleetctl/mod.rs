@@ -39,7 +39,7 @@ pub struct FleetctlArgs {
         long,
         global = true,
         env = "FLEETCTL_ENDPOINT",
-        default_value = "unix:///var/run/fleet.sock"
+        default_value = DEFAULT_ENDPOINT
     )]
     pub endpoint: String,
     /// `API` or `etcd`.
@@ -228,6 +228,25 @@ pub fn is_fleetctl_invocation(args: &[OsString]) -> bool {
     first.starts_with('-') && GLOBAL_FLAGS.contains(&flag)
 }
 
+/// fleetctl's default API socket.
+const DEFAULT_ENDPOINT: &str = "unix:///var/run/fleet.sock";
+/// Used instead when that socket does not exist (and no driver is forced):
+/// the local kv with the etcd driver, which `keelson up` serves.
+const FALLBACK_ENDPOINT: &str = "http://127.0.0.1:2379,http://127.0.0.1:4001";
+
+/// The endpoint to use: the given one, except that fleetctl's default socket,
+/// when absent, gives way to the local kv (where fleetctl would only fail
+/// to connect).
+fn effective_endpoint(a: &FleetctlArgs) -> String {
+    if a.endpoint == DEFAULT_ENDPOINT
+        && a.driver.is_none()
+        && !Path::new("/var/run/fleet.sock").exists()
+    {
+        return FALLBACK_ENDPOINT.to_owned();
+    }
+    a.endpoint.clone()
+}
+
 /// The two drivers.
 enum Driver {
     Api(RemoteFleet),
@@ -236,7 +255,8 @@ enum Driver {
 
 impl Driver {
     async fn open(a: &FleetctlArgs) -> anyhow::Result<Driver> {
-        let first = a.endpoint.split(',').next().unwrap_or_default().to_owned();
+        let endpoint = effective_endpoint(a);
+        let first = endpoint.split(',').next().unwrap_or_default().to_owned();
         let driver = match &a.driver {
             Some(d) => d.to_ascii_lowercase(),
             // 0.11's auto-detection: an etcd port means the etcd driver.
@@ -248,7 +268,7 @@ impl Driver {
             "etcd" => {
                 let kv: Arc<dyn KvClient> = Arc::new(
                     HttpKvClient::builder()
-                        .endpoints(a.endpoint.split(',').map(str::to_owned))
+                        .endpoints(endpoint.split(',').map(str::to_owned))
                         .request_timeout(Duration::from_secs_f64(a.request_timeout.max(0.1)))
                         .build()?,
                 );
@@ -927,5 +947,38 @@ fn header(fields: &[String], no_legend: bool) -> Vec<Vec<String>> {
         Vec::new()
     } else {
         vec![fields.iter().map(|f| f.to_uppercase()).collect()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> FleetctlArgs {
+        let mut argv = vec!["fleetctl"];
+        argv.extend(v);
+        FleetctlArgs::try_parse_from(argv).expect("parses")
+    }
+
+    #[test]
+    fn absent_default_socket_gives_way_to_the_local_kv() {
+        let default = args(&["--endpoint", DEFAULT_ENDPOINT, "list-units"]);
+        let expected = if Path::new("/var/run/fleet.sock").exists() {
+            DEFAULT_ENDPOINT
+        } else {
+            FALLBACK_ENDPOINT
+        };
+        assert_eq!(effective_endpoint(&default), expected);
+        // A chosen endpoint, or a forced driver, is used as given.
+        let other = args(&["--endpoint", "unix:///tmp/x.sock", "list-units"]);
+        assert_eq!(effective_endpoint(&other), "unix:///tmp/x.sock");
+        let forced = args(&[
+            "--endpoint",
+            DEFAULT_ENDPOINT,
+            "--driver",
+            "API",
+            "list-units",
+        ]);
+        assert_eq!(effective_endpoint(&forced), DEFAULT_ENDPOINT);
     }
 }

@@ -37,8 +37,8 @@ pub fn init_logging() {
 
 /// A runtime for one command.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2).enable_all();
+    crate::node_runner::label_threads(&mut builder);
+    builder.build()
 }

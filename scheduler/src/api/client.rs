@@ -405,6 +405,59 @@ impl RemoteFleet {
         Ok(out)
     }
 
+    /// Mark `machine` draining, or lift the mark (Keelson's drain resource).
+    pub async fn set_draining(&self, machine: &str, draining: bool) -> Result<(), ApiError> {
+        let method = if draining { "PUT" } else { "DELETE" };
+        self.api
+            .call(method, &format!("/fleet/v1/keelson/drain/{machine}"), None)
+            .await
+            .map(drop)
+    }
+
+    /// Whether `machine` is marked draining.
+    pub async fn is_draining(&self, machine: &str) -> Result<bool, ApiError> {
+        let (_, v) = self
+            .api
+            .call("GET", &format!("/fleet/v1/keelson/drain/{machine}"), None)
+            .await?;
+        v.get("draining")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| ApiError::Decode(format!("no \"draining\" in {v}")))
+    }
+
+    /// Drain `machine`: mark it, then wait until every non-global unit it ran
+    /// is active elsewhere (or stopped, when no other machine can take it),
+    /// polling every `poll`, for at most `timeout`. The mark stays either way;
+    /// lift it with [`set_draining`](Self::set_draining) once the machine is
+    /// back.
+    pub async fn drain(
+        &self,
+        machine: &str,
+        timeout: std::time::Duration,
+        poll: std::time::Duration,
+    ) -> Result<crate::drain::DrainOutcome, ApiError> {
+        use crate::drain::{pending, units_on, DrainOutcome};
+        let deadline = tokio::time::Instant::now() + timeout;
+        let moving = units_on(
+            machine,
+            &self.list_unit_files().await?,
+            &self.list_units().await?,
+        );
+        self.set_draining(machine, true).await?;
+        loop {
+            let files = self.list_unit_files().await?;
+            let states = self.list_units().await?;
+            let left = pending(machine, &moving, &files, &states);
+            if left.is_empty() {
+                return Ok(DrainOutcome::Drained { moved: moving });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(DrainOutcome::TimedOut { pending: left });
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
     /// The last `lines` lines of a unit's log, from the machine that runs it.
     pub async fn journal(
         &self,

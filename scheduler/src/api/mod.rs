@@ -135,6 +135,13 @@ pub fn router(state: ApiState) -> Router {
             "/keelson/journal/{name}",
             get(journal).fallback(not_allowed),
         )
+        .route(
+            "/keelson/drain/{machine}",
+            get(get_drain)
+                .put(put_drain)
+                .delete(delete_drain)
+                .fallback(not_allowed),
+        )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") });
     Router::new()
         .nest("/fleet/v1", v1.clone())
@@ -633,6 +640,49 @@ async fn patch_machines(State(st): State<ApiState>, body: axum::body::Bytes) -> 
         }
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// Why a machine ID is refused by the drain resource (fleet's IDs are hex,
+/// but `--machine-id` may be any alphanumeric string).
+fn bad_machine(m: &str) -> Option<Response> {
+    if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Some(error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid machine ID {m:?}: expected letters and digits"),
+        ));
+    }
+    None
+}
+
+/// `GET /fleet/v1/keelson/drain/<machine>`: `{"machineID":…,"draining":bool}`.
+async fn get_drain(State(st): State<ApiState>, UrlPath(machine): UrlPath<String>) -> Response {
+    if let Some(r) = bad_machine(&machine) {
+        return r;
+    }
+    let draining = st.client.is_draining(&machine);
+    Json(json!({"machineID": machine, "draining": draining})).into_response()
+}
+
+/// `PUT`: mark the machine draining; the engine moves its units away.
+async fn put_drain(State(st): State<ApiState>, UrlPath(machine): UrlPath<String>) -> Response {
+    if let Some(r) = bad_machine(&machine) {
+        return r;
+    }
+    match st.client.set_draining(&machine, true).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => sched_error(e),
+    }
+}
+
+/// `DELETE`: lift the mark (nothing moves back).
+async fn delete_drain(State(st): State<ApiState>, UrlPath(machine): UrlPath<String>) -> Response {
+    if let Some(r) = bad_machine(&machine) {
+        return r;
+    }
+    match st.client.set_draining(&machine, false).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => sched_error(e),
+    }
 }
 
 #[derive(Deserialize)]

@@ -183,6 +183,68 @@ impl Rebooter for CommandRebooter {
     }
 }
 
+/// The machine's own reboot: through logind on the system bus (what
+/// locksmithd asks for) when `busctl` and the bus are there, else
+/// `systemctl reboot`.
+#[derive(Debug, Clone)]
+pub struct SystemRebooter {
+    /// The system bus socket whose presence selects logind.
+    pub bus_socket: std::path::PathBuf,
+}
+
+impl Default for SystemRebooter {
+    fn default() -> Self {
+        SystemRebooter {
+            bus_socket: "/run/dbus/system_bus_socket".into(),
+        }
+    }
+}
+
+impl SystemRebooter {
+    /// The command that will be run.
+    pub fn command(&self) -> CommandRebooter {
+        let busctl = ["/usr/bin/busctl", "/bin/busctl"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
+        match busctl {
+            Some(b) if self.bus_socket.exists() => CommandRebooter {
+                program: b.into(),
+                args: [
+                    "call",
+                    "org.freedesktop.login1",
+                    "/org/freedesktop/login1",
+                    "org.freedesktop.login1.Manager",
+                    "Reboot",
+                    "b",
+                    "false",
+                ]
+                .map(String::from)
+                .to_vec(),
+            },
+            _ => CommandRebooter::default(),
+        }
+    }
+}
+
+impl Rebooter for SystemRebooter {
+    fn reboot(&self) -> BoxFuture<'_, Result<(), HostError>> {
+        Box::pin(async move {
+            let logind = self.command();
+            match logind.reboot().await {
+                Ok(()) => Ok(()),
+                // logind refused or is absent: systemd's own client.
+                Err(e) if logind != CommandRebooter::default() => {
+                    tracing::warn!(
+                        "rebooting through logind failed ({e}); trying systemctl reboot"
+                    );
+                    CommandRebooter::default().reboot().await
+                }
+                Err(e) => Err(e),
+            }
+        })
+    }
+}
+
 /// Counts reboots instead of doing them.
 #[derive(Debug, Clone, Default)]
 pub struct SimulatedRebooter {
@@ -263,5 +325,45 @@ impl Clock for ScaledClock {
         let left = (until - self.now()).to_std().unwrap_or_default();
         let real = left / self.scale;
         Box::pin(tokio::time::sleep(real))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_rebooter_asks_logind_only_when_the_bus_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let absent = SystemRebooter {
+            bus_socket: dir.path().join("no-bus"),
+        };
+        assert_eq!(absent.command(), CommandRebooter::default());
+        let bus = dir.path().join("system_bus_socket");
+        std::fs::write(&bus, "").unwrap();
+        let present = SystemRebooter { bus_socket: bus };
+        let c = present.command();
+        let has_busctl = ["/usr/bin/busctl", "/bin/busctl"]
+            .iter()
+            .any(|p| std::path::Path::new(p).exists());
+        if has_busctl {
+            assert!(c.program.ends_with("busctl"), "{c:?}");
+            assert_eq!(c.args[4], "Reboot");
+        } else {
+            assert_eq!(c, CommandRebooter::default());
+        }
+    }
+
+    #[tokio::test]
+    async fn command_hook_failure_says_what_failed() {
+        let e = CommandRebooter::hook("echo nope >&2; exit 3")
+            .reboot()
+            .await
+            .unwrap_err();
+        assert!(
+            e.0.contains("exit status: 3") && e.0.contains("nope"),
+            "{e}"
+        );
+        CommandRebooter::hook("true").reboot().await.unwrap();
     }
 }
