@@ -21,6 +21,7 @@ use super::{
     KvResponse, PrevExist, SetOptions, WatchOptions,
 };
 use crate::v2::{ErrorBody, ErrorCode, Response, V2Error};
+use rand::seq::SliceRandom;
 
 /// Why one endpoint could not answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,6 +214,10 @@ struct Request {
     query: Vec<(&'static str, String)>,
     body: Option<(&'static str, String)>,
     wait: bool,
+    /// Not retried on another member after a 5xx (etcd's client marks
+    /// creates with `prevExist=false` so: a retry could see its own
+    /// write and report "Key already exists").
+    one_shot: bool,
 }
 
 struct Answer {
@@ -248,6 +253,10 @@ impl HttpKvClient {
         if urls.is_empty() {
             return Err(KvError::NoEndpoints);
         }
+        // etcd's client shuffles the synced endpoints (its default random
+        // selection), so clients spread over the members and one member
+        // that is cut off (or stale) is not everyone's first choice.
+        urls.shuffle(&mut rand::thread_rng());
         if let Ok(mut eps) = self.endpoints.write() {
             *eps = urls;
         }
@@ -402,6 +411,31 @@ impl HttpKvClient {
                 Err(e) => Err(e),
             };
             match result {
+                // Like etcd's client: a member that answers 500 or 503 has
+                // no leader (it is partitioned, or an election is on), so
+                // the next member is asked; other 5xx are server errors.
+                Ok((status, _, _)) if status / 100 == 5 => {
+                    let message = if status == 500 || status == 503 {
+                        format!("client: etcd member {ep} has no leader")
+                    } else {
+                        let text = reqwest::StatusCode::from_u16(status)
+                            .ok()
+                            .and_then(|s| s.canonical_reason())
+                            .unwrap_or("");
+                        format!("client: etcd member {ep} returns server error [{text}]")
+                    };
+                    tracing::debug!(endpoint = %ep, status, "kv member answered with a server error");
+                    let err = EndpointError {
+                        endpoint: ep.clone(),
+                        message,
+                        connect: false,
+                    };
+                    if req.one_shot {
+                        self.pinned.store((idx + 1) % eps.len(), Ordering::Relaxed);
+                        return Err(KvError::Transport(err));
+                    }
+                    errors.push(err);
+                }
                 Ok((status, headers, body)) => {
                     self.pinned.store(idx, Ordering::Relaxed);
                     return Ok(Answer {
@@ -455,6 +489,7 @@ impl Request {
             query: Vec::new(),
             body: None,
             wait: false,
+            one_shot: false,
         }
     }
 
@@ -691,7 +726,10 @@ impl KvClient for HttpKvClient {
             match opts.prev_exist {
                 PrevExist::Ignore => {}
                 PrevExist::Exists => req.query.push(("prevExist", "true".into())),
-                PrevExist::NotExists => req.query.push(("prevExist", "false".into())),
+                PrevExist::NotExists => {
+                    req.query.push(("prevExist", "false".into()));
+                    req.one_shot = true;
+                }
             }
             if let Some(ttl) = opts.ttl {
                 form.push(("ttl", ttl.to_string()));
