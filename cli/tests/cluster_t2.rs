@@ -531,3 +531,84 @@ fn kvctl_read(eps: &str, args: &[&str]) -> String {
         None
     })
 }
+
+/// Debian's python3-etcd given all three members, as an application
+/// configures it: it writes and reads through the first, and when that
+/// member dies it goes on with another (`allow_reconnect`).
+#[test]
+fn python_etcd_fails_over_between_members() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut ms = three(dir.path());
+    start_all(&mut ms, "t2-python");
+    let script = dir.path().join("client.py");
+    std::fs::write(&script, PY_FAILOVER).unwrap();
+    let hosts = ms
+        .iter()
+        .map(|m| format!("{}:{}", m.ip, m.client_port))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .arg(&script)
+        .arg(&hosts)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("Debian's /usr/bin/python3 (python3-etcd) is required");
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let mut before = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line == "ready" {
+            break;
+        }
+        before.push(line);
+    }
+    assert_eq!(
+        before,
+        ["machines 3", "set /py/a 1", "get /py/a 1"],
+        "python-etcd before the kill"
+    );
+    // The member the client talks to dies.
+    ms[0].kill();
+    std::io::Write::write_all(&mut stdin, b"go\n").unwrap();
+    drop(stdin);
+    let after: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python-etcd failed after the kill: {after:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        after,
+        [
+            "set /py/b 2",
+            "get /py/a 1",
+            "cas /py/b 3",
+            "not found /py/none"
+        ],
+        "python-etcd after the kill"
+    );
+}
+
+const PY_FAILOVER: &str = r#"
+import sys, etcd
+hosts = tuple((h.split(':')[0], int(h.split(':')[1])) for h in sys.argv[1].split(','))
+c = etcd.Client(host=hosts, allow_reconnect=True, protocol='http', read_timeout=10)
+print('machines', len(c.machines))
+print('set', c.write('/py/a', '1').key, c.read('/py/a').value)
+print('get', '/py/a', c.read('/py/a', quorum=True).value)
+print('ready', flush=True)
+sys.stdin.readline()
+print('set', c.write('/py/b', '2').key, c.read('/py/b', quorum=True).value)
+print('get', '/py/a', c.read('/py/a').value)
+print('cas', '/py/b', c.write('/py/b', '3', prevValue='2').value)
+try:
+    c.read('/py/none')
+except etcd.EtcdKeyNotFound:
+    print('not found', '/py/none')
+"#;
