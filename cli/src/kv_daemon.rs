@@ -51,6 +51,13 @@ pub struct KvFlags {
         default_value_t = 100_000
     )]
     pub snapshot_count: u64,
+    /// Entries kept behind a snapshot for slow followers (etcd 3.5's flag).
+    #[arg(
+        long = "experimental-snapshot-catchup-entries",
+        env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES",
+        default_value_t = 5000
+    )]
+    pub snapshot_catchup_entries: u64,
     /// Milliseconds.
     #[arg(
         long = "heartbeat-interval",
@@ -300,6 +307,7 @@ impl KvFlags {
             },
             initial_cluster_state: state,
             snapshot_count: self.snapshot_count,
+            snapshot_catchup_entries: self.snapshot_catchup_entries,
             max_wals: self.max_wals,
             max_snapshots: self.max_snapshots,
             quota_backend_bytes: self.quota_backend_bytes,

@@ -612,3 +612,56 @@ try:
 except etcd.EtcdKeyNotFound:
     print('not found', '/py/none')
 "#;
+
+/// A follower that was down while the others wrote past their snapshot
+/// and purged their logs catches up from a snapshot sent over the peer
+/// HTTP transport, then from the log; its data is the leader's.
+#[test]
+fn lagging_follower_catches_up_from_a_snapshot() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut ms = three(dir.path());
+    for m in ms.iter_mut() {
+        m.extra = [
+            "--snapshot-count",
+            "50",
+            "--experimental-snapshot-catchup-entries",
+            "10",
+        ]
+        .map(String::from)
+        .to_vec();
+    }
+    start_all(&mut ms, "t2-snapshot");
+    let leader = agreed_leader(&all_refs(&ms));
+    let lag = (leader + 1) % 3;
+    let ic = initial_cluster(&all_refs(&ms));
+    ms[lag].kill();
+    for i in 0..400 {
+        let a = ms[leader]
+            .put(&format!("/snap/{i}"), &format!("value=v{i}"))
+            .unwrap();
+        assert_eq!(a.status, 201, "{a:?}");
+    }
+    let a = ms[leader].put("/snap/dir/last", "value=end").unwrap();
+    assert_eq!(a.status, 201, "{a:?}");
+    ms[lag].start(&ic, "existing", "t2-snapshot");
+    eventually("the lagging member to have the last write", LONG, || {
+        let a = ms[lag].get("/v2/keys/snap/dir/last")?;
+        (a.status == 200 && a.json()["node"]["value"] == "end").then_some(())
+    });
+    let log = std::fs::read_to_string(&ms[lag].log).unwrap();
+    assert!(
+        log.contains("applied incoming snapshot"),
+        "the follower caught up without a snapshot; its log:\n{log}"
+    );
+    // The same tree, with the same indexes, as on the leader.
+    let whole = |m: &Member| {
+        let a = m.get("/v2/keys/snap?recursive=true&sorted=true").unwrap();
+        assert_eq!(a.status, 200, "{a:?}");
+        a.json()["node"].clone()
+    };
+    assert_eq!(whole(&ms[lag]), whole(&ms[leader]));
+    // And it takes part again: a write through it is acknowledged.
+    let a = ms[lag].put("/snap/after", "value=ok").unwrap();
+    assert_eq!(a.status, 201, "{a:?}");
+}

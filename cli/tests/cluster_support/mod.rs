@@ -126,6 +126,8 @@ pub struct Member {
     /// `ip netns exec <ns>` prefix, for T3.
     pub netns: Option<String>,
     pub child: Option<Child>,
+    /// More `keelson kv` flags.
+    pub extra: Vec<String>,
 }
 
 impl Member {
@@ -139,6 +141,7 @@ impl Member {
             log: base.join(format!("{name}.log")),
             netns: None,
             child: None,
+            extra: Vec::new(),
         }
     }
 
@@ -189,6 +192,7 @@ impl Member {
             .args(["--initial-cluster-token", token])
             .args(["--heartbeat-interval", &HEARTBEAT_MS.to_string()])
             .args(["--election-timeout", &ELECTION_MS.to_string()])
+            .args(&self.extra)
             .env("RUST_LOG", "info,openraft=warn")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));

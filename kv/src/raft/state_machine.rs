@@ -228,6 +228,11 @@ impl<M: StateMachine> RaftStateMachine<TypeConfig> for SmStore<M> {
         let mut a = self.applied();
         a.last_applied = meta.last_log_id;
         a.membership = meta.last_membership.clone();
+        tracing::info!(
+            index = meta.last_log_id.map_or(0, |l| l.index),
+            bytes = data.len(),
+            "applied incoming snapshot"
+        );
         Ok(())
     }
 

@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub initial_cluster_state: ClusterState,
     /// `--snapshot-count`.
     pub snapshot_count: u64,
+    /// `--experimental-snapshot-catchup-entries` (etcd 3.5): log entries
+    /// kept behind a snapshot so a slow follower catches up from the log.
+    pub snapshot_catchup_entries: u64,
     /// `--max-wals` (0 = unlimited).
     pub max_wals: usize,
     /// `--max-snapshots` (0 = unlimited).
@@ -88,6 +91,7 @@ impl Default for ServerConfig {
             initial_cluster_token: "etcd-cluster".into(),
             initial_cluster_state: ClusterState::New,
             snapshot_count: 100_000,
+            snapshot_catchup_entries: 5000,
             max_wals: 5,
             max_snapshots: 5,
             quota_backend_bytes: 0,

@@ -280,6 +280,7 @@ impl KvServer {
         .into();
         rc.wal_dir = config.wal_dir.clone();
         rc.snapshot_count = config.snapshot_count;
+        rc.snapshot_catchup_entries = config.snapshot_catchup_entries;
         rc.max_wals = config.max_wals;
         rc.max_snapshots = config.max_snapshots;
         rc.quota_backend_bytes = config.quota_backend_bytes;
