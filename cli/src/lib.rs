@@ -9,6 +9,7 @@ pub mod kvctl;
 pub mod locksmith;
 pub mod node;
 pub mod node_runner;
+pub mod node_units;
 pub mod overlay_daemon;
 pub mod overlayctl;
 pub mod unit;

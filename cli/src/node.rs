@@ -13,8 +13,13 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::os::unix::fs::PermissionsExt;
+
 use clap::Parser;
-use keelson_cloudconfig::{validate_bytes, Report};
+use keelson_cloudconfig::{validate_bytes, CloudConfig, Metadata, Plan, Report, RootDir};
+
+use crate::kv_daemon::rooted;
+use crate::node_runner::{run_services, ServiceKind, ServiceSpec};
 
 /// `keelson node --validate [FILE]`.
 #[derive(Debug, Parser)]
@@ -274,12 +279,422 @@ pub fn cloudinit_main(args: Vec<OsString>) -> ExitCode {
     ExitCode::from(report.exit_code())
 }
 
+// ------------------------------------------------- keelson node --cloud-config
+
+/// `keelson node --cloud-config FILE`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "keelson node --cloud-config",
+    about = "Apply a cloud-config under --root and run, in this process, the services it starts",
+    long_about = "Apply a cloud-config under --root and run, in this process, the services it starts.\n\n\
+The file is validated first (as coreos-cloudinit --validate; errors stop the node). \
+write_files, the hostname, the core user's SSH keys, /etc/coreos/update.conf, the \
+20-cloudinit.conf drop-ins and the coreos.units files and links are written under --root. \
+Then the units the config starts become services of this process: etcd2.service (or \
+etcd.service) the kv member with the coreos.etcd2 settings, fleet.service fleet, \
+flanneld.service the overlay, update-engine.service and locksmithd.service the update engine \
+and locksmith (started when coreos.update or coreos.locksmith is present, as CoreOS runs them \
+by default; not with reboot-strategy off); every other started unit runs under the node's \
+built-in supervisor. SIGTERM or SIGINT stops them all."
+)]
+struct CloudConfigFlags {
+    /// The cloud-config file.
+    #[arg(long = "cloud-config", alias = "from-file", value_name = "FILE")]
+    cloud_config: PathBuf,
+    /// Prefix for every absolute path the node reads and writes.
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// The node's name in log lines (default: the config's hostname).
+    #[arg(long)]
+    name: Option<String>,
+    /// `$public_ipv4` (default: COREOS_PUBLIC_IPV4).
+    #[arg(long = "public-ipv4", env = "COREOS_PUBLIC_IPV4")]
+    public_ipv4: Option<String>,
+    /// `$private_ipv4` (default: COREOS_PRIVATE_IPV4).
+    #[arg(long = "private-ipv4", env = "COREOS_PRIVATE_IPV4")]
+    private_ipv4: Option<String>,
+    /// Print what would be written and run, then exit without doing it.
+    #[arg(long = "dry-run")]
+    dry_run: bool,
+}
+
+/// Whether `keelson node ARGS` is given a cloud-config to run.
+pub fn wants_cloud_config(args: &[OsString]) -> bool {
+    args.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a == "--cloud-config"
+            || a == "-cloud-config"
+            || a.starts_with("--cloud-config=")
+            || a == "--from-file"
+    })
+}
+
+/// The Keelson service a CoreOS unit name stands for.
+fn service_for_unit(unit: &str) -> Option<ServiceKind> {
+    match unit {
+        "etcd2.service" | "etcd.service" => Some(ServiceKind::Kv),
+        "fleet.service" => Some(ServiceKind::Fleet),
+        "flanneld.service" => Some(ServiceKind::Overlay),
+        "update-engine.service" => Some(ServiceKind::UpdateEngine),
+        "locksmithd.service" => Some(ServiceKind::Locksmith),
+        _ => None,
+    }
+}
+
+/// The cloud-config section whose variables a service reads.
+fn section_for(kind: ServiceKind, cfg: &CloudConfig) -> Option<&'static str> {
+    match kind {
+        ServiceKind::Kv => Some(
+            if cfg.coreos.etcd2.is_empty() && !cfg.coreos.etcd.is_empty() {
+                "etcd"
+            } else {
+                "etcd2"
+            },
+        ),
+        ServiceKind::Fleet => Some("fleet"),
+        ServiceKind::Overlay => Some("flannel"),
+        ServiceKind::Locksmith => Some("locksmith"),
+        ServiceKind::UpdateEngine | ServiceKind::Units => None,
+    }
+}
+
+/// What a node runs for a parsed config and its plan: Keelson's services
+/// with their variables, plus the node's other started units.
+pub fn node_services(cfg: &CloudConfig, plan: &Plan) -> Vec<ServiceSpec> {
+    let mut kinds: Vec<ServiceKind> = Vec::new();
+    let mut units: Vec<String> = Vec::new();
+    let mut stopped: Vec<String> = Vec::new();
+    for (verb, unit) in plan.units.commands() {
+        let runs = !matches!(verb, "stop");
+        match service_for_unit(unit) {
+            Some(k) if runs && !kinds.contains(&k) => kinds.push(k),
+            Some(_) => {}
+            None if runs && !units.iter().any(|u| u == unit) => units.push(unit.to_owned()),
+            None => {}
+        }
+        if !runs {
+            stopped.push(unit.to_owned());
+        }
+    }
+    // update-engine and locksmithd are on by default on CoreOS; a node runs
+    // them when the config speaks of updates, unless reboots are off.
+    let strategy_off = plan
+        .file("/etc/coreos/update.conf")
+        .is_some_and(|f| f.text().lines().any(|l| l.trim() == "REBOOT_STRATEGY=off"));
+    let wants_updates = !cfg.coreos.update.is_empty() || !cfg.coreos.locksmith.is_empty();
+    if wants_updates {
+        for k in [ServiceKind::UpdateEngine, ServiceKind::Locksmith] {
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+    }
+    if strategy_off || stopped.iter().any(|u| u == "locksmithd.service") {
+        kinds.retain(|k| *k != ServiceKind::Locksmith);
+    }
+    // Start order: the kv first (the others keep their state in it).
+    kinds.sort_by_key(|k| ServiceKind::ALL.iter().position(|a| a == k));
+    let mut specs: Vec<ServiceSpec> = kinds
+        .into_iter()
+        .map(|kind| {
+            let mut spec = ServiceSpec::new(kind);
+            if let Some(section) = section_for(kind, cfg) {
+                spec.env = plan
+                    .services
+                    .iter()
+                    .filter(|s| s.section == section)
+                    .flat_map(|s| s.vars.iter().map(|v| (v.name.clone(), v.value.clone())))
+                    .collect();
+            }
+            // As CoreOS's etcd2.service sets it.
+            if kind == ServiceKind::Kv && !spec.env.iter().any(|(k, _)| k == "ETCD_DATA_DIR") {
+                let dir = if section_for(kind, cfg) == Some("etcd") {
+                    "/var/lib/etcd"
+                } else {
+                    "/var/lib/etcd2"
+                };
+                spec.env.push(("ETCD_DATA_DIR".into(), dir.into()));
+            }
+            spec
+        })
+        .collect();
+    if !units.is_empty() {
+        let mut spec = ServiceSpec::new(ServiceKind::Units);
+        for u in units {
+            spec.args.push("--start".into());
+            spec.args.push(u.into());
+        }
+        if let Some(h) = &cfg.hostname {
+            spec.args.push(format!("--hostname={h}").into());
+        }
+        specs.push(spec);
+    }
+    specs
+}
+
+/// Carries out the file side of `plan` under `root`: files, unit files and
+/// drop-ins, mask/enable links, the hostname and the core user's keys.
+fn apply_plan(root: &Path, plan: &Plan) -> anyhow::Result<()> {
+    use keelson_cloudconfig::{write_file, Step};
+    std::fs::create_dir_all(root)
+        .map_err(|e| anyhow::anyhow!("creating the root {}: {e}", root.display()))?;
+    for f in &plan.files {
+        write_file(root, f)?;
+        tracing::info!(path = %f.path.display(), "wrote");
+    }
+    let link = |l: &keelson_cloudconfig::Link| -> anyhow::Result<()> {
+        let at = rooted(root, &l.path);
+        if let Some(d) = at.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        if at.symlink_metadata().is_ok() {
+            std::fs::remove_file(&at)?;
+        }
+        std::os::unix::fs::symlink(&l.target, &at)
+            .map_err(|e| anyhow::anyhow!("linking {}: {e}", at.display()))?;
+        Ok(())
+    };
+    for step in &plan.units.steps {
+        match step {
+            Step::Write(f) => {
+                write_file(root, f)?;
+                tracing::info!(path = %f.path.display(), "wrote");
+            }
+            Step::Mask {
+                unit,
+                remove,
+                link: l,
+                ..
+            } => {
+                if let Some(r) = remove {
+                    let _ = std::fs::remove_file(rooted(root, r));
+                }
+                link(l)?;
+                tracing::info!(%unit, "masked");
+            }
+            Step::Unmask { unit, path } => {
+                let _ = std::fs::remove_file(rooted(root, path));
+                tracing::info!(%unit, "unmasked");
+            }
+            Step::Enable { unit, links, .. } => {
+                for l in links {
+                    link(l)?;
+                }
+                tracing::info!(%unit, "enabled");
+            }
+            // No systemd here: the node reads the files when it starts them.
+            Step::DaemonReload | Step::RestartNetworkd | Step::Command { .. } => {}
+        }
+    }
+    if let Some(h) = &plan.hostname {
+        let p = rooted(root, Path::new("/etc/hostname"));
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        std::fs::write(&p, format!("{h}\n"))?;
+        tracing::info!(hostname = %h, "wrote /etc/hostname");
+    }
+    if !plan.ssh_authorized_keys.is_empty() {
+        let dir = rooted(root, Path::new("/home/core/.ssh/authorized_keys.d"));
+        std::fs::create_dir_all(&dir)?;
+        let keys = plan.ssh_authorized_keys.join("\n") + "\n";
+        std::fs::write(dir.join("coreos-cloudinit"), &keys)?;
+        let all = rooted(root, Path::new("/home/core/.ssh/authorized_keys"));
+        std::fs::write(&all, &keys)?;
+        std::fs::set_permissions(&all, std::fs::Permissions::from_mode(0o600))?;
+        tracing::info!(
+            keys = plan.ssh_authorized_keys.len(),
+            "installed the core user's SSH keys"
+        );
+    }
+    for u in &plan.users {
+        tracing::warn!(user = %u.name, "users are not created by keelson node (no useradd under --root); create them with the image");
+    }
+    for n in &plan.notes {
+        tracing::info!("{n}");
+    }
+    Ok(())
+}
+
+/// `keelson node --cloud-config FILE [--root DIR]`.
+pub fn cloud_config_main(args: Vec<OsString>) -> ExitCode {
+    let mut argv = vec![OsString::from("keelson node")];
+    argv.extend(args.into_iter().map(|a| {
+        if a == "-cloud-config" {
+            OsString::from("--cloud-config")
+        } else {
+            a
+        }
+    }));
+    let flags = match CloudConfigFlags::try_parse_from(argv) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let data = match read(&flags.cloud_config) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("keelson node: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let report = validate_bytes(&data);
+    if report.has_errors() {
+        eprint!("{report}");
+        print_hints(&flags.cloud_config, &report);
+        eprintln!(
+            "keelson node: {} is not a valid cloud-config; nothing was applied",
+            flags.cloud_config.display()
+        );
+        return ExitCode::from(1);
+    }
+    if !report.is_empty() {
+        eprint!("{report}");
+    }
+    let mut md = Metadata::from_env();
+    if let Some(ip) = &flags.public_ipv4 {
+        md.public_ipv4 = Some(ip.clone());
+    }
+    if let Some(ip) = &flags.private_ipv4 {
+        md.private_ipv4 = Some(ip.clone());
+    }
+    let text = match keelson_cloudconfig::maybe_gunzip(&data)
+        .map_err(|e| e.to_string())
+        .and_then(|b| String::from_utf8(b.into_owned()).map_err(|e| e.to_string()))
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "keelson node: cannot read {}: {e}",
+                flags.cloud_config.display()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let cfg = match CloudConfig::parse_with(&text, &md) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("keelson node: {}: {e}", flags.cloud_config.display());
+            return ExitCode::from(1);
+        }
+    };
+    let plan = match keelson_cloudconfig::plan(&cfg, &md, &RootDir(flags.root.clone())) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("keelson node: {}: {e}", flags.cloud_config.display());
+            return ExitCode::from(1);
+        }
+    };
+    let specs = node_services(&cfg, &plan);
+    let name = flags
+        .name
+        .clone()
+        .or_else(|| cfg.hostname.clone())
+        .unwrap_or_else(|| "node".to_owned());
+    if flags.dry_run {
+        for line in plan.units.describe() {
+            println!("{line}");
+        }
+        for f in &plan.files {
+            println!("write {}", f.path.display());
+        }
+        for s in &specs {
+            let (args, _) = crate::node_runner::effective_args(s, &flags.root);
+            let args: Vec<String> = args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            println!("run {} {}", s.kind, args.join(" "));
+        }
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = apply_plan(&flags.root, &plan) {
+        eprintln!(
+            "keelson node: applying {}: {e:#}",
+            flags.cloud_config.display()
+        );
+        return ExitCode::from(1);
+    }
+    if specs.is_empty() {
+        eprintln!(
+            "keelson node: the cloud-config starts no services; files were written under {}",
+            flags.root.display()
+        );
+        return ExitCode::SUCCESS;
+    }
+    run_services(&name, &flags.root, specs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn os(v: &[&str]) -> Vec<OsString> {
         v.iter().map(OsString::from).collect()
+    }
+
+    type Described = (String, Vec<String>, Vec<(String, String)>);
+
+    fn services_of(text: &str) -> Vec<Described> {
+        let md = Metadata::ipv4("10.0.0.5");
+        let cfg = CloudConfig::parse_with(text, &md).unwrap();
+        let plan = keelson_cloudconfig::plan(&cfg, &md, &keelson_cloudconfig::NoFiles).unwrap();
+        node_services(&cfg, &plan)
+            .into_iter()
+            .map(|s| {
+                let args = s
+                    .args
+                    .iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect();
+                (s.kind.name().to_owned(), args, s.env)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn units_and_sections_become_services() {
+        let s = services_of(
+            "#cloud-config\nhostname: h1\ncoreos:\n  etcd2:\n    name: n1\n    proxy: on\n  flannel:\n    interface: $public_ipv4\n  units:\n    - name: flanneld.service\n      command: start\n    - name: etcd2.service\n      command: start\n    - name: x.service\n      command: start\n      content: |\n        [Service]\n        ExecStart=/bin/true\n    - name: y.service\n      command: stop\n",
+        );
+        let kinds: Vec<&str> = s.iter().map(|(k, _, _)| k.as_str()).collect();
+        // The kv first, whatever the config's order; stopped units are not run.
+        assert_eq!(kinds, ["kv", "overlay", "units"]);
+        assert!(
+            s[0].2.contains(&("ETCD_PROXY".into(), "on".into())),
+            "{:?}",
+            s[0].2
+        );
+        assert!(s[0]
+            .2
+            .contains(&("ETCD_DATA_DIR".into(), "/var/lib/etcd2".into())));
+        assert!(
+            s[1].2
+                .contains(&("FLANNELD_IFACE".into(), "10.0.0.5".into())),
+            "{:?}",
+            s[1].2
+        );
+        assert_eq!(s[2].1, ["--start", "x.service", "--hostname=h1"]);
+    }
+
+    #[test]
+    fn update_sections_start_the_update_engine_and_locksmith_unless_off() {
+        let on = services_of(
+            "#cloud-config\ncoreos:\n  update:\n    reboot-strategy: etcd-lock\n  locksmith:\n    group: web\n",
+        );
+        let kinds: Vec<&str> = on.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert_eq!(kinds, ["update-engine", "locksmith"]);
+        assert!(
+            on[1].2.contains(&("LOCKSMITHD_GROUP".into(), "web".into())),
+            "{:?}",
+            on[1].2
+        );
+        let off = services_of("#cloud-config\ncoreos:\n  update:\n    reboot-strategy: off\n");
+        let kinds: Vec<&str> = off.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert_eq!(kinds, ["update-engine"]);
+        assert!(services_of("#cloud-config\nhostname: bare\n").is_empty());
     }
 
     #[test]

@@ -50,15 +50,19 @@ pub enum ServiceKind {
     UpdateEngine,
     /// `keelson locksmith` (locksmithd).
     Locksmith,
+    /// The node's own units (a cloud-config's `coreos.units`), run by the
+    /// built-in supervisor.
+    Units,
 }
 
 impl ServiceKind {
-    pub const ALL: [ServiceKind; 5] = [
+    pub const ALL: [ServiceKind; 6] = [
         ServiceKind::Kv,
         ServiceKind::Fleet,
         ServiceKind::Overlay,
         ServiceKind::UpdateEngine,
         ServiceKind::Locksmith,
+        ServiceKind::Units,
     ];
 
     /// The name used in `--services` and in log labels.
@@ -69,6 +73,7 @@ impl ServiceKind {
             ServiceKind::Overlay => "overlay",
             ServiceKind::UpdateEngine => "update-engine",
             ServiceKind::Locksmith => "locksmith",
+            ServiceKind::Units => "units",
         }
     }
 
@@ -80,6 +85,7 @@ impl ServiceKind {
             "overlay" | "flannel" | "flanneld" => Some(ServiceKind::Overlay),
             "update-engine" | "update_engine" => Some(ServiceKind::UpdateEngine),
             "locksmith" | "locksmithd" => Some(ServiceKind::Locksmith),
+            "units" => Some(ServiceKind::Units),
             _ => None,
         }
     }
@@ -92,6 +98,7 @@ impl ServiceKind {
             ServiceKind::Overlay => crate::overlay_daemon::OverlayFlags::command(),
             ServiceKind::UpdateEngine => crate::update::engine_daemon::EngineFlags::command(),
             ServiceKind::Locksmith => crate::locksmith::daemon::DaemonFlags::command(),
+            ServiceKind::Units => crate::node_units::UnitsFlags::command(),
         }
     }
 
@@ -102,6 +109,7 @@ impl ServiceKind {
             ServiceKind::Overlay => crate::overlay_daemon::main,
             ServiceKind::UpdateEngine => crate::update::engine_daemon::main,
             ServiceKind::Locksmith => crate::locksmith::daemon::main,
+            ServiceKind::Units => crate::node_units::main,
         }
     }
 }
@@ -533,6 +541,10 @@ pub struct NodeFlags {
     /// One argument for locksmithd (`keelson locksmith`'s flags); repeatable.
     #[arg(long = "locksmith-arg", allow_hyphen_values = true)]
     pub locksmith_args: Vec<OsString>,
+    /// One argument for the node's units service (`--start UNIT`, read from
+    /// the systemd directories under --root); repeatable.
+    #[arg(long = "units-arg", allow_hyphen_values = true)]
+    pub units_args: Vec<OsString>,
     /// Exit when the process with this PID (the parent) goes away; used by
     /// `keelson up` so that no node outlives it.
     #[arg(long = "exit-with-parent", hide = true)]
@@ -563,6 +575,7 @@ impl NodeFlags {
                 ServiceKind::Overlay => self.overlay_args.clone(),
                 ServiceKind::UpdateEngine => self.update_engine_args.clone(),
                 ServiceKind::Locksmith => self.locksmith_args.clone(),
+                ServiceKind::Units => self.units_args.clone(),
             };
             out.push(spec);
         }
@@ -572,6 +585,7 @@ impl NodeFlags {
             (ServiceKind::Overlay, &self.overlay_args),
             (ServiceKind::UpdateEngine, &self.update_engine_args),
             (ServiceKind::Locksmith, &self.locksmith_args),
+            (ServiceKind::Units, &self.units_args),
         ] {
             if !given.is_empty() && !out.iter().any(|s| s.kind == kind) {
                 return Err(NodeError(format!(

@@ -48,10 +48,11 @@ fn main() -> ExitCode {
         Some("update-server") => keelson_cli::update::server_daemon::main(args.split_off(2)),
         Some("up") => keelson_cli::up::main(args.split_off(2)),
         Some("install-aliases") => keelson_cli::aliases::main(args.split_off(2)),
-        // LEAD: route `keelson node --cloud-config FILE` here to
-        // keelson_cli::node_runner::run_services with the parsed services.
         Some("node") if keelson_cli::node::wants_validate(&args[2..]) => {
             keelson_cli::node::validate_main(args.split_off(2))
+        }
+        Some("node") if keelson_cli::node::wants_cloud_config(&args[2..]) => {
+            keelson_cli::node::cloud_config_main(args.split_off(2))
         }
         Some("node") => keelson_cli::node_runner::main(args.split_off(2)),
         Some("--version") | Some("version") => {
