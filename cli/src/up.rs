@@ -574,7 +574,8 @@ fn claim(data: &Path) -> anyhow::Result<PathBuf> {
     if let Ok(text) = std::fs::read_to_string(&pidfile) {
         if let Ok(pid) = text.trim().parse::<i32>() {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if pid_alive(pid) && String::from_utf8_lossy(&cmdline).contains("up") {
+            let is_up = cmdline.split(|b| *b == 0).any(|a| a == b"up");
+            if pid_alive(pid) && is_up {
                 bail!(
                     "{} is in use by a keelson up that is still running (pid {pid}); stop it first",
                     data.display()
@@ -720,9 +721,9 @@ fn run(flags: UpFlags) -> anyhow::Result<ExitCode> {
     })();
     if let Err(e) = started {
         eprintln!("keelson up: {e:#}");
-        let code = rt.block_on(stop(&mut procs, &mut term, &mut int));
+        // Whatever started is stopped; the exit status is 1 either way.
+        let _ = rt.block_on(stop(&mut procs, &mut term, &mut int));
         let _ = std::fs::remove_file(&pidfile);
-        let _ = code;
         return Ok(ExitCode::from(1));
     }
 
