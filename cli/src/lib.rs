@@ -7,6 +7,7 @@ pub mod fleetctl;
 pub mod kv_daemon;
 pub mod kvctl;
 pub mod locksmith;
+pub mod metrics_http;
 pub mod node;
 pub mod node_runner;
 pub mod node_units;

@@ -113,6 +113,21 @@ pub struct OverlayFlags {
         value_parser = go_bool
     )]
     pub iptables_forward_rules: bool,
+    /// Address of the health and metrics listener (flanneld's `-healthz-ip`).
+    #[arg(
+        long = "healthz-ip",
+        env = "FLANNELD_HEALTHZ_IP",
+        default_value = "0.0.0.0"
+    )]
+    pub healthz_ip: std::net::IpAddr,
+    /// Port of the health and metrics listener; 0 (the default, as in
+    /// flanneld) serves none. Serves `/healthz`, `/health` and `/metrics`.
+    #[arg(
+        long = "healthz-port",
+        env = "FLANNELD_HEALTHZ_PORT",
+        default_value_t = 0
+    )]
+    pub healthz_port: u16,
     /// Accepted for compatibility; `RUST_LOG` sets the log level.
     #[arg(short = 'v', env = "FLANNELD_V", default_value_t = 0)]
     pub verbosity: u32,
@@ -252,6 +267,37 @@ async fn run(flags: OverlayFlags) -> anyhow::Result<()> {
         tracing::info!("overlay torn down");
         return Ok(());
     }
+    if flags.healthz_port != 0 {
+        let addr = std::net::SocketAddr::new(flags.healthz_ip, flags.healthz_port);
+        let listener = crate::metrics_http::bind(addr).await?;
+        let files: Vec<(String, std::path::PathBuf)> = config
+            .network_names()
+            .into_iter()
+            .map(|n| {
+                let f = config.env_file(&n);
+                (n, f)
+            })
+            .collect();
+        let f2 = files.clone();
+        let render: crate::metrics_http::Render =
+            std::sync::Arc::new(move || render_leases(&files));
+        let health: crate::metrics_http::Health = std::sync::Arc::new(move || {
+            for (n, f) in &f2 {
+                if !f.exists() {
+                    let net = if n.is_empty() {
+                        "the network"
+                    } else {
+                        n.as_str()
+                    };
+                    return Err(format!("no lease for {net} yet ({} missing)", f.display()));
+                }
+            }
+            Ok(())
+        });
+        crate::metrics_http::spawn(listener, render, health, async {
+            crate::node_runner::shutdown_signal().await;
+        });
+    }
     let stop = crate::node_runner::shutdown_signal();
     let shutdown = async move {
         stop.await;
@@ -259,6 +305,59 @@ async fn run(flags: OverlayFlags) -> anyhow::Result<()> {
     };
     Overlay::run_with(config, kv, shutdown).await?;
     Ok(())
+}
+
+/// Each network's lease as this host's env file records it.
+fn render_leases(files: &[(String, PathBuf)]) -> String {
+    use keelson_kv::metrics::{Exposition, Kind};
+    let mut e = Exposition::new();
+    e.family(
+        "keelson_overlay_lease",
+        Kind::Gauge,
+        "1 for each network this host holds a lease in (from its subnet.env).",
+    );
+    let mut held = 0;
+    for (network, file) in files {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        };
+        let (subnet, net, mtu) = (
+            get("FLANNEL_SUBNET"),
+            get("FLANNEL_NETWORK"),
+            get("FLANNEL_MTU"),
+        );
+        e.sample(
+            "keelson_overlay_lease",
+            &[
+                ("network", network),
+                ("overlay", &net),
+                ("subnet", &subnet),
+                ("mtu", &mtu),
+            ],
+            1.0,
+        );
+        held += 1;
+    }
+    e.single(
+        "keelson_overlay_networks",
+        Kind::Gauge,
+        "Networks this daemon serves.",
+        files.len() as f64,
+    );
+    e.single(
+        "keelson_overlay_leases_held",
+        Kind::Gauge,
+        "Networks in which this host holds a lease.",
+        f64::from(held),
+    );
+    e.finish()
 }
 
 /// `mk-docker-opts.sh`'s options (getopts-style short flags).

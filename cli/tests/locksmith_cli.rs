@@ -581,10 +581,34 @@ fn daemon_takes_the_lock_reboots_and_releases_after_the_reboot() {
     let be = node_root(d, "n4", "GROUP=stable\n");
     let _eng = engine(&be);
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let _daemon = locksmithd(&be, &["-endpoint", &dead], &logs.join("be.log"));
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let _daemon = locksmithd(
+        &be,
+        &["-endpoint", &dead, "--metrics-addr", &metrics_addr],
+        &logs.join("be.log"),
+    );
     wait_for("the best-effort daemon to watch the engine", || {
         std::fs::read_to_string(logs.join("be.log")).is_ok_and(|l| l.contains("UPDATE_STATUS_IDLE"))
     });
+    // Its state on /metrics: idle, best-effort, and healthy.
+    wait_for("locksmithd's /metrics to say idle", || {
+        http_get(&metrics_addr, "/metrics").contains("keelson_locksmith_phase{phase=\"idle\"} 1\n")
+    });
+    let m = http_get(&metrics_addr, "/metrics");
+    assert!(
+        m.contains("keelson_locksmith_info{strategy=\"best-effort\",group=\"\"} 1\n"),
+        "{m}"
+    );
+    assert_eq!(
+        m.matches("} 1\n").count(),
+        2,
+        "one phase and the info line: {m}"
+    );
+    let h = http_get(&metrics_addr, "/health");
+    assert!(
+        h.starts_with("HTTP/1.1 200") && h.ends_with("{\"health\":\"true\"}"),
+        "{h}"
+    );
     need_reboot(&be);
     wait_for("the best-effort reboot", || reboots(&be) == 1);
     let log = std::fs::read_to_string(logs.join("be.log")).unwrap();
@@ -715,4 +739,20 @@ fn daemon_drains_the_machine_through_fleet_before_rebooting() {
     });
     assert_eq!(running_on(&sock, "web.service").as_deref(), Some(id2));
     assert_eq!(reboots(&n1), 1);
+}
+
+/// A plain HTTP/1.1 GET; the whole answer, headers included ("" if nothing listens).
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    out
 }

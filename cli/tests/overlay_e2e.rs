@@ -265,7 +265,8 @@ impl Lab {
             }
             _ => {
                 c.args([KEELSON, "overlay", "--etcd-endpoints", KV_URL])
-                    .args(["--iface", "eth0", "--root", &root]);
+                    .args(["--iface", "eth0", "--root", &root])
+                    .args(["--healthz-port", "9106"]);
             }
         }
         c.args(extra);
@@ -444,6 +445,37 @@ fn vxlan_flanneld_on_keelson_kv() {
             "{s} missing from:\n{leases}"
         );
     }
+
+    // Host 3's daemon serves flanneld's /healthz and Keelson's /metrics.
+    let h3 = lab.name("h3");
+    let get = |path: &str| {
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &h3,
+            "bash",
+            "-c",
+            &format!(
+                "exec 3<>/dev/tcp/10.88.0.13/9106; printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3"
+            ),
+        ])
+    };
+    let healthz = get("/healthz");
+    assert!(
+        healthz.starts_with("HTTP/1.0 200") || healthz.starts_with("HTTP/1.1 200"),
+        "{healthz}"
+    );
+    let metrics = get("/metrics");
+    let want = format!(
+        "keelson_overlay_lease{{network=\"\",overlay=\"10.1.0.0/16\",subnet=\"{}\",mtu=\"1450\"}} 1\n",
+        lab.subnet(3).1 + "/24"
+    );
+    assert!(metrics.contains(&want), "missing {want:?} in {metrics}");
+    assert!(
+        metrics.contains("keelson_overlay_leases_held 1\n"),
+        "{metrics}"
+    );
 
     // Host 1's daemon also wrote Docker options under its --root.
     let opts =

@@ -253,10 +253,18 @@ fn sign_serve_update_and_report_through_the_binaries() {
         &root.join("usr/share/coreos/release"),
         "COREOS_RELEASE_VERSION=723.3.0\nCOREOS_RELEASE_BOARD=amd64-usr\n",
     );
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
     let engine = Daemon(
         Command::new(KEELSON)
             .args([
                 "update-engine",
+                "--metrics-addr",
+                &metrics_addr,
                 "-root",
                 &s(&root),
                 "--slots",
@@ -310,6 +318,19 @@ fn sign_serve_update_and_report_through_the_binaries() {
     wait_for("UPDATE_STATUS_UPDATED_NEED_REBOOT", || {
         field(&ctl(&["status"]), "CURRENT_OP") == "UPDATE_STATUS_UPDATED_NEED_REBOOT"
     });
+    // The same state on /metrics, and /health answers.
+    let metrics = http_get(&metrics_addr, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    for line in [
+        "keelson_update_engine_status{operation=\"UPDATE_STATUS_UPDATED_NEED_REBOOT\"} 1\n",
+        "keelson_update_engine_status{operation=\"UPDATE_STATUS_IDLE\"} 0\n",
+        "keelson_update_engine_new_version{version=\"766.3.0\"} 1\n",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in {metrics}");
+    }
+    let health = http_get(&metrics_addr, "/health");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with("{\"health\":\"true\"}"), "{health}");
     let start = Instant::now();
     let code = loop {
         if let Some(c) = watch.try_wait().unwrap() {
@@ -536,4 +557,19 @@ fn bad_flags_and_inputs_are_refused_clearly() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("bad interval"));
+}
+
+/// A plain HTTP/1.1 GET; the whole answer, headers included.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::Write;
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out
 }

@@ -51,6 +51,7 @@ pub mod backup;
 pub mod client;
 pub mod discovery;
 pub mod embedded;
+pub mod metrics;
 pub mod proxy;
 pub mod raft;
 pub mod server;

@@ -92,7 +92,8 @@ impl OverlayConfig {
         }
     }
 
-    fn network_names(&self) -> Vec<String> {
+    /// The networks this daemon serves (`""` alone: the default network).
+    pub fn network_names(&self) -> Vec<String> {
         if self.networks.is_empty() {
             vec![String::new()]
         } else {

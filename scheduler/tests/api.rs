@@ -291,3 +291,98 @@ async fn fleet_api_v1_over_unix_socket() {
     let _ = server.await;
     let _ = fleetd.await;
 }
+
+/// `/metrics` counts machines, units by desired state, reported states and
+/// this machine's units; `/health` follows the kv's reachability.
+#[tokio::test]
+async fn metrics_and_health() {
+    use keelson_scheduler::memkv::FaultyKv;
+    let dir = tempfile::tempdir().unwrap();
+    let faulty = Arc::new(FaultyKv::new(Arc::new(MemKv::new())));
+    let kv: Arc<dyn KvClient> = faulty.clone();
+    let init: Arc<dyn InitSystem> = Arc::new(MemInit::new());
+    let machine = "2".repeat(32);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stop = move || {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    };
+    let cfg = FleetConfig {
+        machine_id: machine.clone(),
+        public_ip: "10.0.0.2".into(),
+        engine_reconcile_interval: Duration::from_millis(200),
+        ..FleetConfig::default()
+    };
+    let fleetd = tokio::spawn(Fleetd::run(kv.clone(), init.clone(), cfg, stop()));
+    let client = Arc::new(
+        FleetClient::connect(kv.clone(), Keys::default())
+            .await
+            .unwrap(),
+    );
+    let app = api::router(ApiState::new(
+        client,
+        Some(LocalAgent {
+            machine_id: machine.clone(),
+            init,
+        }),
+    ));
+    let sock = dir.path().join("fleet.sock");
+    let s2 = sock.clone();
+    let server = tokio::spawn(async move { api::serve_unix(&s2, app, stop()).await });
+    for _ in 0..100 {
+        if sock.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let c = ApiClient::new(&format!("unix://{}", sock.display())).unwrap();
+    let body = json!({"desiredState": "launched", "options": [
+        {"section": "Service", "name": "ExecStart", "value": "/bin/sleep 1000"}
+    ]});
+    let (code, _) = c
+        .call("PUT", "/fleet/v1/units/m.service", Some(body))
+        .await
+        .unwrap();
+    assert_eq!(code, 201);
+    let get = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = raw(&sock, get).await;
+        if text.contains("keelson_fleet_local_units{active=\"active\"} 1\n") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("text/plain; version=0.0.4"), "{text}");
+    for line in [
+        "# TYPE keelson_fleet_machines gauge\nkeelson_fleet_machines 1\n",
+        "keelson_fleet_units{desired=\"launched\"} 1\n",
+        "keelson_fleet_units{desired=\"inactive\"} 0\n",
+        "keelson_fleet_unit_states{active=\"active\"} 1\n",
+        "keelson_fleet_local_units{active=\"active\"} 1\n",
+        "keelson_fleet_engine_leader 1\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    let health = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let ok = raw(&sock, health).await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(ok.ends_with("{\"health\":\"true\"}"), "{ok}");
+    faulty.set_down(true);
+    let down = raw(&sock, health).await;
+    assert!(down.starts_with("HTTP/1.1 503"), "{down}");
+    assert!(down.contains("\"health\":\"false\""), "{down}");
+    faulty.set_down(false);
+    let post = raw(
+        &sock,
+        "POST /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    let _ = tx.send(true);
+    let _ = server.await;
+    let _ = fleetd.await;
+}

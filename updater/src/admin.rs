@@ -100,6 +100,91 @@ pub(crate) fn routes() -> Router<UpdateServer> {
         .route("/api/groups/{id}/promote", post(promote))
         .route("/api/groups/{id}/pause", post(pause))
         .route("/api/groups/{id}/resume", post(resume))
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+}
+
+/// `GET /health`: the server answers once its state is loaded.
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"health": "true"}))
+}
+
+/// `GET /metrics`: instances by status and version, and each group's
+/// rollout, in Prometheus text format.
+async fn metrics(State(srv): State<UpdateServer>) -> Response {
+    use keelson_kv::metrics::{Exposition, Kind};
+    use std::collections::BTreeMap;
+    let mut e = Exposition::new();
+    let instances = srv.instances();
+    let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
+    let mut by_version: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for i in &instances {
+        let status = serde_json::to_value(i.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        *by_status.entry(status).or_default() += 1;
+        *by_version
+            .entry((i.group.clone(), i.version.clone()))
+            .or_default() += 1;
+    }
+    e.family(
+        "keelson_update_server_instances",
+        Kind::Gauge,
+        "Machines that have checked in, by their last reported status.",
+    );
+    for (status, n) in &by_status {
+        e.sample(
+            "keelson_update_server_instances",
+            &[("status", status)],
+            *n as f64,
+        );
+    }
+    e.family(
+        "keelson_update_server_instance_versions",
+        Kind::Gauge,
+        "Machines by group and running version.",
+    );
+    for ((group, version), n) in &by_version {
+        e.sample(
+            "keelson_update_server_instance_versions",
+            &[("group", group), ("version", version)],
+            *n as f64,
+        );
+    }
+    e.family(
+        "keelson_update_server_group_updates_in_progress",
+        Kind::Gauge,
+        "Updates granted and not yet complete, by group.",
+    );
+    let groups = srv.groups();
+    for g in &groups {
+        e.sample(
+            "keelson_update_server_group_updates_in_progress",
+            &[("group", &g.id)],
+            f64::from(g.updates_in_progress),
+        );
+    }
+    e.family(
+        "keelson_update_server_group_paused",
+        Kind::Gauge,
+        "1 when a group's rollout is paused.",
+    );
+    for g in &groups {
+        e.sample(
+            "keelson_update_server_group_paused",
+            &[("group", &g.id)],
+            f64::from(u8::from(g.paused_reason.is_some())),
+        );
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            keelson_kv::metrics::CONTENT_TYPE,
+        )],
+        e.finish(),
+    )
+        .into_response()
 }
 
 async fn instances(State(srv): State<UpdateServer>) -> Json<Vec<Instance>> {

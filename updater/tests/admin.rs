@@ -226,7 +226,7 @@ async fn uploads_can_require_a_trusted_signature() {
 #[tokio::test]
 async fn rollout_policy_through_omaha_in_simulated_time() {
     let s = Setup::new();
-    let (srv, admin, _) = s.serve().await;
+    let (srv, admin, url) = s.serve().await;
     let (p, m) = s.package("766.3.0", 1000);
     admin.upload(&p, &m).await.unwrap();
     admin
@@ -294,6 +294,21 @@ async fn rollout_policy_through_omaha_in_simulated_time() {
         srv.instance("m3").unwrap().hold_reason,
         Some(Refusal::MaxUpdatesPerPeriodLimitReached)
     );
+    // The same picture on /metrics.
+    let text = http_get(&url, "/metrics").await;
+    for line in [
+        "keelson_update_server_instances{status=\"complete\"} 1\n",
+        "keelson_update_server_instances{status=\"granted\"} 1\n",
+        "keelson_update_server_instances{status=\"on-hold\"} 1\n",
+        "keelson_update_server_instance_versions{group=\"stable\",version=\"766.3.0\"} 1\n",
+        "keelson_update_server_instance_versions{group=\"stable\",version=\"723.3.0\"} 2\n",
+        "keelson_update_server_group_paused{group=\"stable\"} 0\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in {text}");
+    }
+    assert!(http_get(&url, "/health")
+        .await
+        .ends_with("{\"health\":\"true\"}"));
     // An hour later m2 has timed out (after a success: no pause); m3 may go.
     assert!(granted(
         &srv,
@@ -407,4 +422,17 @@ async fn safe_mode_pauses_the_group_when_the_canary_rolls_back() {
         &check("m2", "723.3.0", "stable", "", true),
         t + 900
     ));
+}
+
+/// A plain HTTP/1.1 GET; the whole answer, headers included.
+async fn http_get(url: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).await.unwrap();
+    out
 }

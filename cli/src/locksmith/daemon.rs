@@ -119,6 +119,9 @@ pub struct DaemonFlags {
     /// (dies holding it). Must exceed the time a reboot takes.
     #[arg(long = "lock-ttl", env = "LOCKSMITHD_LOCK_TTL", default_value_t = 900)]
     pub lock_ttl: u64,
+    /// Keelson: serve `/metrics` and `/health` over HTTP on this address.
+    #[arg(long = "metrics-addr", env = "LOCKSMITHD_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Runs the daemon with `args` (after `locksmith`, or after `locksmithd`).
@@ -286,7 +289,28 @@ async fn run(f: DaemonFlags) -> anyhow::Result<()> {
         window = ?config.window,
         "locksmithd starting"
     );
+    let strategy = match config.strategy {
+        RebootStrategy::Reboot => "reboot",
+        RebootStrategy::EtcdLock => "etcd-lock",
+        RebootStrategy::BestEffort => "best-effort",
+        RebootStrategy::Off => "off",
+    };
     let driver = Driver::new(config, dc, kv, host)?;
+    if let Some(addr) = f.metrics_addr {
+        let listener = crate::metrics_http::bind(addr).await?;
+        let phases = driver.phases();
+        let alive = driver.phases();
+        let group = f.group.clone();
+        let render: crate::metrics_http::Render =
+            Arc::new(move || render_phase(*phases.borrow(), strategy, &group));
+        let health: crate::metrics_http::Health = Arc::new(move || {
+            alive
+                .has_changed()
+                .map(|_| ())
+                .map_err(|_| "locksmithd's driver has stopped".to_owned())
+        });
+        crate::metrics_http::spawn(listener, render, health, shutdown());
+    }
     tokio::select! {
         r = driver.run() => match r? {
             Outcome::Exited | Outcome::Idle => Ok(()),
@@ -303,19 +327,43 @@ async fn run(f: DaemonFlags) -> anyhow::Result<()> {
     }
 }
 
-async fn shutdown() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+/// locksmithd's state as Prometheus gauges.
+pub fn render_phase(
+    phase: keelson_updater::locksmith::daemon::Phase,
+    strategy: &str,
+    group: &str,
+) -> String {
+    use keelson_kv::metrics::{Exposition, Kind};
+    use keelson_updater::locksmith::daemon::Phase;
+    let mut e = Exposition::new();
+    e.family(
+        "keelson_locksmith_phase",
+        Kind::Gauge,
+        "1 for the phase locksmithd is in (idle, locking, draining, rebooting, ...).",
+    );
+    for p in Phase::ALL {
+        e.sample(
+            "keelson_locksmith_phase",
+            &[("phase", p.as_str())],
+            f64::from(u8::from(p == phase)),
+        );
     }
+    e.family(
+        "keelson_locksmith_info",
+        Kind::Gauge,
+        "The reboot strategy and lock group in use.",
+    )
+    .sample(
+        "keelson_locksmith_info",
+        &[("strategy", strategy), ("group", group)],
+        1.0,
+    );
+    e.finish()
+}
+
+/// SIGTERM/SIGINT alone; inside `keelson node`, the runner's word.
+async fn shutdown() {
+    crate::node_runner::shutdown_signal().await;
 }
 
 /// Whether `host` names this machine: loopback, or an address a socket can

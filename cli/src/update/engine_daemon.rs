@@ -9,7 +9,7 @@ use clap::Parser;
 use keelson_updater::api::{ApiServer, DEFAULT_SOCKET};
 use keelson_updater::config::{rooted, Overrides, UpdateConfig};
 use keelson_updater::driver::{load_identity, unix_now, Driver, KeySource, StateStore};
-use keelson_updater::engine::{Engine, Timing};
+use keelson_updater::engine::{Engine, Status, StatusReport, Timing};
 use keelson_updater::gpt::GptSlots;
 use keelson_updater::slots::{BootSlots, DirSlots, Slot};
 
@@ -49,6 +49,68 @@ pub struct EngineFlags {
     /// A command that must exit 0 before the running slot is marked good.
     #[arg(long)]
     pub health_check: Option<String>,
+    /// Serve `/metrics` and `/health` over HTTP on this address (off by default).
+    #[arg(long = "metrics-addr", env = "KEELSON_UPDATE_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+const STATUSES: [Status; 8] = [
+    Status::Idle,
+    Status::CheckingForUpdate,
+    Status::UpdateAvailable,
+    Status::Downloading,
+    Status::Verifying,
+    Status::Finalizing,
+    Status::UpdatedNeedReboot,
+    Status::ReportingErrorEvent,
+];
+
+/// The engine's status as Prometheus gauges.
+pub fn render_status(s: &StatusReport) -> String {
+    use keelson_kv::metrics::{Exposition, Kind};
+    let mut e = Exposition::new();
+    e.family(
+        "keelson_update_engine_status",
+        Kind::Gauge,
+        "1 for the engine's current operation (update_engine_client's CURRENT_OP).",
+    );
+    for st in STATUSES {
+        let v = f64::from(u8::from(s.current_operation == st));
+        e.sample(
+            "keelson_update_engine_status",
+            &[("operation", st.as_str())],
+            v,
+        );
+    }
+    e.single(
+        "keelson_update_engine_last_checked_time_seconds",
+        Kind::Gauge,
+        "Unix time of the last update check.",
+        s.last_checked_time as f64,
+    );
+    e.single(
+        "keelson_update_engine_progress",
+        Kind::Gauge,
+        "Download progress of the current update, 0 to 1.",
+        s.progress,
+    );
+    e.single(
+        "keelson_update_engine_new_size_bytes",
+        Kind::Gauge,
+        "Size of the update being applied.",
+        s.new_size as f64,
+    );
+    e.family(
+        "keelson_update_engine_new_version",
+        Kind::Gauge,
+        "The version being applied (0.0.0.0 when none).",
+    )
+    .sample(
+        "keelson_update_engine_new_version",
+        &[("version", &s.new_version)],
+        1.0,
+    );
+    e.finish()
 }
 
 enum Slots {
@@ -176,6 +238,20 @@ async fn serve<S: BootSlots + Send + 'static>(
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let api = ApiServer::new(tx, driver.subscribe());
     let listener = ApiServer::bind(&socket).await?;
+    if let Some(addr) = flags.metrics_addr {
+        let status = driver.subscribe();
+        let alive = driver.subscribe();
+        let render: crate::metrics_http::Render =
+            std::sync::Arc::new(move || render_status(&status.borrow()));
+        let health: crate::metrics_http::Health = std::sync::Arc::new(move || {
+            alive
+                .has_changed()
+                .map(|_| ())
+                .map_err(|_| "the update engine has stopped".to_owned())
+        });
+        let listener = crate::metrics_http::bind(addr).await?;
+        crate::metrics_http::spawn(listener, render, health, shutdown());
+    }
     tracing::info!(socket = %socket.display(), "serving the local API");
     let api_task = tokio::spawn(api.serve(listener));
     tokio::select! {

@@ -146,6 +146,8 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .nest("/fleet/v1", v1.clone())
         .nest("/v1-alpha", v1)
+        .route("/metrics", get(metrics).fallback(not_allowed))
+        .route("/health", get(health).fallback(not_allowed))
         .route(
             "/",
             axum::routing::any(|| async {
@@ -869,5 +871,119 @@ mod tests {
             check_patch(&p("remove", "/m1/metadata/role", None)).unwrap(),
             ("m1".into(), "role".into(), None)
         );
+    }
+}
+
+/// `GET /metrics`: the cluster as this fleetd's registry sees it, and this
+/// machine's units, in Prometheus text format.
+async fn metrics(State(st): State<ApiState>) -> Response {
+    use keelson_kv::metrics::{Exposition, Kind};
+    use std::collections::BTreeMap;
+    let mut e = Exposition::new();
+    let (machines, index, leader, draining) = st.client.registry().with(|c| {
+        (
+            c.machines.len(),
+            c.index,
+            c.lease.as_ref().map(|(l, _)| l.machine_id.clone()),
+            c.draining.len(),
+        )
+    });
+    e.single(
+        "keelson_fleet_machines",
+        Kind::Gauge,
+        "Machines registered in the cluster.",
+        machines as f64,
+    );
+    e.single(
+        "keelson_fleet_machines_draining",
+        Kind::Gauge,
+        "Machines marked draining.",
+        draining as f64,
+    );
+    e.single(
+        "keelson_fleet_registry_index",
+        Kind::Gauge,
+        "The kv index the registry view reflects.",
+        index as f64,
+    );
+    let me = st.local.as_ref().map(|l| l.machine_id.clone());
+    e.single(
+        "keelson_fleet_engine_leader",
+        Kind::Gauge,
+        "1 when this machine holds the engine lease.",
+        f64::from(u8::from(leader.is_some() && leader == me)),
+    );
+    let mut desired: BTreeMap<&'static str, usize> =
+        [("inactive", 0), ("loaded", 0), ("launched", 0)].into();
+    let files = st.client.list_unit_files();
+    for f in &files {
+        if let Some(d) = f.desired {
+            *desired.entry(d.as_str()).or_default() += 1;
+        }
+    }
+    e.family(
+        "keelson_fleet_units",
+        Kind::Gauge,
+        "Units in the registry, by desired state.",
+    );
+    for (state, n) in &desired {
+        e.sample("keelson_fleet_units", &[("desired", state)], *n as f64);
+    }
+    let mut active: BTreeMap<String, usize> = BTreeMap::new();
+    for u in st.client.list_units() {
+        *active.entry(u.active).or_default() += 1;
+    }
+    e.family(
+        "keelson_fleet_unit_states",
+        Kind::Gauge,
+        "Reported unit states across machines, by active state.",
+    );
+    for (state, n) in &active {
+        e.sample("keelson_fleet_unit_states", &[("active", state)], *n as f64);
+    }
+    if let Some(local) = &st.local {
+        let mut here: BTreeMap<String, usize> = BTreeMap::new();
+        for u in local.init.units() {
+            *here.entry(u.state.active.clone()).or_default() += 1;
+        }
+        e.family(
+            "keelson_fleet_local_units",
+            Kind::Gauge,
+            "Units loaded on this machine, by active state.",
+        );
+        for (state, n) in &here {
+            e.sample("keelson_fleet_local_units", &[("active", state)], *n as f64);
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, keelson_kv::metrics::CONTENT_TYPE)],
+        e.finish(),
+    )
+        .into_response()
+}
+
+/// `GET /health`: `{"health":"true"}` while the kv that holds the registry
+/// answers, 503 with the reason otherwise (etcd's health shape).
+async fn health(State(st): State<ApiState>) -> Response {
+    let kv = st.client.registry().kv().clone();
+    let key = st.client.registry().keys().prefix().to_owned();
+    let probe = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        kv.get(&key, Default::default()),
+    )
+    .await;
+    match probe {
+        Ok(Ok(_)) => Json(json!({"health": "true"})).into_response(),
+        Ok(Err(e)) if e.v2().is_some() => Json(json!({"health": "true"})).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"health": "false", "reason": e.to_string()})),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"health": "false", "reason": "the kv did not answer within 3s"})),
+        )
+            .into_response(),
     }
 }

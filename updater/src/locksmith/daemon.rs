@@ -193,6 +193,39 @@ pub enum Phase {
     Done,
 }
 
+impl Phase {
+    pub const ALL: [Phase; 11] = [
+        Phase::Starting,
+        Phase::Recovering,
+        Phase::AwaitingHealth,
+        Phase::Releasing,
+        Phase::Idle,
+        Phase::WaitingWindow,
+        Phase::Locking,
+        Phase::LockBackoff,
+        Phase::Draining,
+        Phase::Rebooting,
+        Phase::Done,
+    ];
+
+    /// A stable lower-case name (for metrics and logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Recovering => "recovering",
+            Phase::AwaitingHealth => "awaiting-health",
+            Phase::Releasing => "releasing",
+            Phase::Idle => "idle",
+            Phase::WaitingWindow => "waiting-window",
+            Phase::Locking => "locking",
+            Phase::LockBackoff => "lock-backoff",
+            Phase::Draining => "draining",
+            Phase::Rebooting => "rebooting",
+            Phase::Done => "done",
+        }
+    }
+}
+
 /// The state machine.
 #[derive(Debug, Clone)]
 pub struct Daemon {

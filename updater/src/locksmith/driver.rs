@@ -13,7 +13,7 @@ use std::time::Duration;
 use keelson_kv::client::{KvClient, WatchOptions};
 use tracing::{info, warn};
 
-use super::daemon::{Action, Daemon, DaemonConfig, Input, LockFailure};
+use super::daemon::{Action, Daemon, DaemonConfig, Input, LockFailure, Phase};
 use super::host::{Clock, Drainer, HealthCheck, Rebooter, StatusSource};
 use super::lock::{LockClient, LockError};
 use crate::config::RebootStrategy;
@@ -94,6 +94,7 @@ pub struct Driver {
     lock: Option<LockClient>,
     host: Host,
     config: DriverConfig,
+    phase: tokio::sync::watch::Sender<Phase>,
 }
 
 fn strategy_name(s: RebootStrategy) -> &'static str {
@@ -126,7 +127,13 @@ impl Driver {
             lock,
             host,
             config,
+            phase: tokio::sync::watch::channel(Phase::Starting).0,
         })
+    }
+
+    /// The daemon's phase as it changes (for `/metrics`).
+    pub fn phases(&self) -> tokio::sync::watch::Receiver<Phase> {
+        self.phase.subscribe()
     }
 
     /// Runs until the strategy is `off`, the reboot is issued, or (with
@@ -141,6 +148,11 @@ impl Driver {
         loop {
             let now = self.host.clock.now();
             let action = self.daemon.step(now, input);
+            self.phase.send_if_modified(|p| {
+                let changed = *p != self.daemon.phase();
+                *p = self.daemon.phase();
+                changed
+            });
             input = match action {
                 Action::Exit => {
                     info!("Reboot strategy is \"off\" - locksmithd is exiting.");
