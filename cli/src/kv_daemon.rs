@@ -264,15 +264,42 @@ impl KvFlags {
                 self.discovery_fallback, self.discovery_fallback
             )));
         }
-        if self.cert_file.is_some()
-            || self.key_file.is_some()
-            || self.client_cert_auth
-            || self.trusted_ca_file.is_some()
-        {
-            return Err(e(
-                "client TLS is not supported by this Keelson version yet".into()
-            ));
-        }
+        let tls = |cert: &Option<PathBuf>,
+                   key: &Option<PathBuf>,
+                   ca: &Option<PathBuf>,
+                   auth: bool,
+                   which: &str|
+         -> Result<Option<keelson_kv::tls::TlsInfo>, FlagError> {
+            match (cert, key) {
+                (Some(c), Some(k)) => Ok(Some(keelson_kv::tls::TlsInfo {
+                    cert_file: rooted(&self.root, c),
+                    key_file: rooted(&self.root, k),
+                    trusted_ca_file: ca.as_ref().map(|p| rooted(&self.root, p)),
+                    client_cert_auth: auth,
+                })),
+                (None, None) if auth => Err(e(format!(
+                    "--{which}client-cert-auth needs --{which}cert-file and --{which}key-file"
+                ))),
+                (None, None) => Ok(None),
+                _ => Err(e(format!(
+                    "both --{which}cert-file and --{which}key-file must be given"
+                ))),
+            }
+        };
+        let client_tls = tls(
+            &self.cert_file,
+            &self.key_file,
+            &self.trusted_ca_file,
+            self.client_cert_auth,
+            "",
+        )?;
+        let peer_tls = tls(
+            &self.peer_cert_file,
+            &self.peer_key_file,
+            &self.peer_trusted_ca_file,
+            self.peer_client_cert_auth,
+            "peer-",
+        )?;
         let state = match self.initial_cluster_state.as_str() {
             "new" => ClusterState::New,
             "existing" => ClusterState::Existing,
@@ -306,6 +333,8 @@ impl KvFlags {
                 None => self.initial_cluster_token.clone(),
             },
             initial_cluster_state: state,
+            client_tls,
+            peer_tls,
             snapshot_count: self.snapshot_count,
             snapshot_catchup_entries: self.snapshot_catchup_entries,
             max_wals: self.max_wals,

@@ -2,6 +2,7 @@
 //! that another program could want lives in the library crates.
 
 pub mod aliases;
+pub mod certs;
 pub mod fleet_daemon;
 pub mod fleetctl;
 pub mod kv_daemon;

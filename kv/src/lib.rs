@@ -57,5 +57,6 @@ pub mod raft;
 pub mod server;
 pub mod storage;
 pub mod store;
+pub mod tls;
 pub mod v2;
 pub mod wal;

@@ -446,12 +446,17 @@ impl HttpKvClient {
                     });
                 }
                 Err(e) => {
-                    let connect = e.is_connect() || (e.is_timeout() && !req.wait);
                     let message = if e.is_timeout() {
                         format!("client: endpoint {ep} exceeded header timeout")
                     } else {
                         go_net_error(&e, &url)
                     };
+                    // A refused handshake sent no request (safe to try the
+                    // next member) but is not a connection error for
+                    // etcdctl's exit status: Go reports it as x509/tls.
+                    let tls =
+                        message.starts_with("x509: ") || message.starts_with("remote error: tls");
+                    let connect = !tls && (e.is_connect() || (e.is_timeout() && !req.wait));
                     tracing::debug!(endpoint = %ep, error = %message, "kv request failed");
                     errors.push(EndpointError {
                         endpoint: ep.clone(),
@@ -460,7 +465,7 @@ impl HttpKvClient {
                     });
                     // A request that may have reached the server is not
                     // retried elsewhere: it could be applied twice.
-                    if !connect {
+                    if !connect && !tls {
                         break;
                     }
                 }
@@ -624,7 +629,21 @@ fn go_net_error(e: &reqwest::Error, url: &str) -> String {
                 msg.push_str(&s.to_string());
                 src = s.source();
             }
-            msg
+            // TLS failures in Go's words, as etcdctl prints them.
+            if msg.contains("CertificateRequired") {
+                "remote error: tls: certificate required".into()
+            } else if msg.contains("UnknownIssuer") || msg.contains("BadSignature") {
+                "x509: certificate signed by unknown authority".into()
+            } else if msg.contains("NotValidForName") {
+                format!("x509: certificate is valid for other names, not {hostport}")
+            } else if msg.contains("Expired") {
+                "x509: certificate has expired or is not yet valid".into()
+            } else if msg.contains("received fatal alert") {
+                let alert = msg.rsplit("received fatal alert: ").next().unwrap_or("");
+                format!("remote error: tls: {}", alert.to_ascii_lowercase())
+            } else {
+                msg
+            }
         }
     }
 }

@@ -652,13 +652,37 @@ async fn stopped(rx: &mut signal::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
+/// Serves one peer connection (plain or TLS).
+async fn serve_peer_conn<IO>(io: IO, app: Router, mut stop: signal::Receiver<bool>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tower::ServiceExt;
+    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let app = app.clone();
+        async move {
+            let resp = match app.oneshot(req.map(Body::new)).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let conn = http1::Builder::new().serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stopped(&mut stop) => {}
+    }
+}
+
 /// Serves `app` on `listener` until `stop` is raised.
 pub(crate) async fn serve_peers(
     listener: TcpListener,
     app: Router,
     mut stop: signal::Receiver<bool>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
-    use tower::ServiceExt;
     let mut conns = JoinSet::new();
     loop {
         let conn_stop = stop.clone();
@@ -671,23 +695,18 @@ pub(crate) async fn serve_peers(
                 };
                 let _ = sock.set_nodelay(true);
                 let app = app.clone();
-                let mut stop = conn_stop;
+                let stop = conn_stop;
+                let tls = tls.clone();
                 conns.spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let app = app.clone();
-                        async move {
-                            let resp = match app.oneshot(req.map(Body::new)).await {
-                                Ok(r) => r,
-                                Err(never) => match never {},
-                            };
-                            Ok::<_, Infallible>(resp)
+                    match tls {
+                        None => serve_peer_conn(sock, app, stop).await,
+                        Some(acceptor) => {
+                            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock)).await {
+                                Ok(Ok(s)) => serve_peer_conn(s, app, stop).await,
+                                Ok(Err(e)) => tracing::warn!(error = %e, "rejected a peer connection: TLS handshake failed"),
+                                Err(_) => tracing::warn!("rejected a peer connection: TLS handshake timed out"),
+                            }
                         }
-                    });
-                    let conn = http1::Builder::new().serve_connection(TokioIo::new(sock), svc);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        _ = conn.as_mut() => {}
-                        _ = stopped(&mut stop) => {}
                     }
                 });
             }

@@ -52,6 +52,11 @@ pub struct ServerConfig {
     pub initial_cluster_token: String,
     /// `--initial-cluster-state`.
     pub initial_cluster_state: ClusterState,
+    /// `--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`:
+    /// TLS for the https client URLs.
+    pub client_tls: Option<crate::tls::TlsInfo>,
+    /// The `--peer-*` equivalents: TLS for https peer URLs, both ways.
+    pub peer_tls: Option<crate::tls::TlsInfo>,
     /// `--snapshot-count`.
     pub snapshot_count: u64,
     /// `--experimental-snapshot-catchup-entries` (etcd 3.5): log entries
@@ -90,6 +95,8 @@ impl Default for ServerConfig {
             initial_cluster: String::new(),
             initial_cluster_token: "etcd-cluster".into(),
             initial_cluster_state: ClusterState::New,
+            client_tls: None,
+            peer_tls: None,
             snapshot_count: 100_000,
             snapshot_catchup_entries: 5000,
             max_wals: 5,
@@ -276,6 +283,20 @@ impl ServerConfig {
             .chain(&self.initial_advertise_peer_urls)
         {
             parse_url(u)?;
+        }
+        for u in &self.listen_client_urls {
+            if u.starts_with("https://") && self.client_tls.is_none() {
+                return Err(invalid(format!(
+                    "TLS key/cert (--cert-file, --key-file) must be provided for client url {u} with HTTPS scheme"
+                )));
+            }
+        }
+        for u in &self.listen_peer_urls {
+            if u.starts_with("https://") && self.peer_tls.is_none() {
+                return Err(invalid(format!(
+                    "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url {u} with HTTPS scheme"
+                )));
+            }
         }
         let members = self.initial_members()?;
         let Some((_, my_urls)) = members.iter().find(|(n, _)| *n == self.name) else {

@@ -80,6 +80,8 @@ pub enum ServerError {
     },
     #[error("member identity file {path} is corrupt: {reason}")]
     Identity { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// How long a graceful shutdown waits for in-flight requests.
@@ -242,7 +244,7 @@ impl KvServer {
         let mut peer_listeners = Vec::new();
         for u in &config.listen_peer_urls {
             match bind(u).await {
-                Ok(l) => peer_listeners.push(l),
+                Ok(l) => peer_listeners.push((l, u.starts_with("https://"))),
                 Err(e) if alone => {
                     tracing::warn!(error = %e, "cannot listen for peers; a one-member cluster runs without")
                 }
@@ -305,11 +307,36 @@ impl KvServer {
         rc.request_timeout = request_timeout;
 
         let hub = WatchHub::new();
-        let transport = HttpTransport::new(
-            member,
-            cluster,
-            PeerTimeouts::for_election_timeout(config.election_timeout),
-        );
+        let timeouts = PeerTimeouts::for_election_timeout(config.election_timeout);
+        let transport = match &config.peer_tls {
+            // Members present the peer certificate and verify each other
+            // against the peer CA.
+            Some(t) => {
+                let tls = crate::tls::client_config(
+                    t.trusted_ca_file.as_deref(),
+                    Some((t.cert_file.as_path(), t.key_file.as_path())),
+                )?;
+                let client = reqwest::Client::builder()
+                    .use_preconfigured_tls(tls)
+                    .connect_timeout(timeouts.connect)
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .tcp_nodelay(true)
+                    .build()
+                    .map_err(|e| crate::tls::TlsError::Config(format!("peer client: {e}")))?;
+                HttpTransport::with_client(client, member, cluster, timeouts)
+            }
+            None => HttpTransport::new(member, cluster, timeouts),
+        };
+        let client_acceptor = config
+            .client_tls
+            .as_ref()
+            .map(|t| crate::tls::server_config(t).map(tokio_rustls::TlsAcceptor::from))
+            .transpose()?;
+        let peer_acceptor = config
+            .peer_tls
+            .as_ref()
+            .map(|t| crate::tls::server_config(t).map(tokio_rustls::TlsAcceptor::from))
+            .transpose()?;
         let node = KvNode::start(
             rc,
             KvStateMachine::new(hub.clone(), config.watch_history),
@@ -347,12 +374,13 @@ impl KvServer {
         core.set_cluster(peers.clone());
         let (stop, stop_rx) = signal::channel(false);
         let mut tasks = JoinSet::new();
-        for l in peer_listeners {
+        for (l, https) in peer_listeners {
             if let Ok(a) = l.local_addr() {
-                tracing::info!(addr = %a, "listening for peers");
+                tracing::info!(addr = %a, tls = https, "listening for peers");
             }
             let app = cluster::peer_router(core.clone(), peers.clone());
-            tasks.spawn(cluster::serve_peers(l, app, stop_rx.clone()));
+            let tls = if https { peer_acceptor.clone() } else { None };
+            tasks.spawn(cluster::serve_peers(l, app, stop_rx.clone(), tls));
         }
         tasks.spawn(cluster::maintain_membership(
             core.clone(),
@@ -395,7 +423,12 @@ impl KvServer {
         };
         for (listener, url) in listeners {
             tracing::info!(%url, "serving client requests");
-            tasks.spawn(accept_loop(listener, state.clone(), stop_rx.clone()));
+            let tls = if url.starts_with("https://") {
+                client_acceptor.clone()
+            } else {
+                None
+            };
+            tasks.spawn(accept_loop(listener, state.clone(), stop_rx.clone(), tls));
         }
         tasks.spawn(expiry_ticker(core.clone(), stop_rx.clone()));
         tasks.spawn(leader_observer(core.clone(), stop_rx));
@@ -421,7 +454,46 @@ fn url_host(host: &str) -> String {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: HttpState, mut stop: signal::Receiver<bool>) {
+/// Serves one client connection (plain or TLS) until it ends or `stop`.
+async fn serve_client_conn<IO>(
+    io: IO,
+    state: HttpState,
+    app: axum::Router,
+    mut stop: signal::Receiver<bool>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let state = state.clone();
+        let app = app.clone();
+        async move {
+            let req = req.map(axum::body::Body::new);
+            Ok::<_, std::convert::Infallible>(serve_request(state, app, req).await)
+        }
+    });
+    let conn = http1::Builder::new()
+        .title_case_headers(true)
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: HttpState,
+    mut stop: signal::Receiver<bool>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let app = router(state.clone());
     let mut conns = JoinSet::new();
     loop {
@@ -439,29 +511,19 @@ async fn accept_loop(listener: TcpListener, state: HttpState, mut stop: signal::
                 let _ = sock.set_nodelay(true);
                 let state = state.clone();
                 let app = app.clone();
-                let mut stop = stop.clone();
+                let stop = stop.clone();
+                let tls = tls.clone();
                 conns.spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let state = state.clone();
-                        let app = app.clone();
-                        async move {
-                            let req = req.map(axum::body::Body::new);
-                            Ok::<_, std::convert::Infallible>(serve_request(state, app, req).await)
-                        }
-                    });
-                    let conn = http1::Builder::new()
-                        .title_case_headers(true)
-                        .serve_connection(TokioIo::new(sock), svc);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        r = conn.as_mut() => {
-                            if let Err(e) = r {
-                                tracing::debug!(error = %e, "connection ended with an error");
+                    match tls {
+                        None => serve_client_conn(sock, state, app, stop).await,
+                        Some(acceptor) => {
+                            // A handshake that stalls must not hold a slot forever.
+                            let hs = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock)).await;
+                            match hs {
+                                Ok(Ok(tls_sock)) => serve_client_conn(tls_sock, state, app, stop).await,
+                                Ok(Err(e)) => tracing::info!(error = %e, "rejected a client connection: TLS handshake failed"),
+                                Err(_) => tracing::info!("rejected a client connection: TLS handshake timed out"),
                             }
-                        }
-                        _ = stopped(&mut stop) => {
-                            conn.as_mut().graceful_shutdown();
-                            let _ = conn.await;
                         }
                     }
                 });
