@@ -362,6 +362,7 @@ async fn run(r: Resolved) -> anyhow::Result<()> {
         kvctl,
         machine_id: machine.clone(),
         host_name: r.host_name.clone(),
+        root: r.root.clone(),
     })
     .context("starting the supervisor")?;
     let init: Arc<dyn InitSystem> = Arc::new(supervisor);

@@ -406,6 +406,10 @@ pub fn node_services(cfg: &CloudConfig, plan: &Plan) -> Vec<ServiceSpec> {
                     .flat_map(|s| s.vars.iter().map(|v| (v.name.clone(), v.value.clone())))
                     .collect();
             }
+            // `%H` in fleet's units is the machine's host name.
+            if let (ServiceKind::Fleet, Some(h)) = (kind, &cfg.hostname) {
+                spec.args.push(format!("--host-name={h}").into());
+            }
             // As CoreOS's etcd2.service sets it.
             if kind == ServiceKind::Kv && !spec.env.iter().any(|(k, _)| k == "ETCD_DATA_DIR") {
                 let dir = if section_for(kind, cfg) == Some("etcd") {
@@ -677,6 +681,19 @@ mod tests {
             s[1].2
         );
         assert_eq!(s[2].1, ["--start", "x.service", "--hostname=h1"]);
+    }
+
+    #[test]
+    fn fleet_gets_the_configs_host_name_for_percent_h() {
+        let s = services_of(
+            "#cloud-config\nhostname: core-02\ncoreos:\n  units:\n    - name: fleet.service\n      command: start\n",
+        );
+        assert_eq!(s[0].0, "fleet");
+        assert!(
+            s[0].1.contains(&"--host-name=core-02".to_owned()),
+            "{:?}",
+            s[0].1
+        );
     }
 
     #[test]

@@ -100,6 +100,7 @@ async fn run(flags: UnitsFlags) -> anyhow::Result<()> {
             .filter(|p| p.exists()),
         machine_id: machine_id(&flags),
         host_name: flags.hostname.clone(),
+        root: flags.root.clone(),
     })
     .context("starting the supervisor")?;
     let supervisor = Arc::new(supervisor);

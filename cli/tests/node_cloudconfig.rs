@@ -101,7 +101,10 @@ fn cloud_config_node_applies_files_runs_services_and_stops_clean() {
         "{text}"
     );
     assert!(text.contains("--data-dir=/var/lib/etcd2"), "{text}");
-    assert!(text.contains("run fleet --etcd-servers="), "{text}");
+    assert!(
+        text.contains("run fleet --host-name=core-77 --etcd-servers="),
+        "{text}"
+    );
     assert!(text.contains("run units --start marker.service"), "{text}");
     assert!(!root.exists(), "--dry-run wrote under the root");
 

@@ -12,6 +12,7 @@ fn config(dir: &Path) -> SupervisorConfig {
         kvctl: None,
         machine_id: "11111111111111111111111111111111".into(),
         host_name: Some("core-01".into()),
+        root: "/".into(),
     }
 }
 
@@ -258,4 +259,35 @@ async fn binds_to_stops_the_sidekick() {
         state(&sup, "side@1.service").0 == "inactive"
     })
     .await;
+}
+
+#[tokio::test]
+async fn environment_files_are_read_under_the_machine_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(
+        root.join("etc/environment"),
+        "COREOS_PUBLIC_IPV4=10.9.8.7\n",
+    )
+    .unwrap();
+    let sup = Supervisor::new(SupervisorConfig {
+        root,
+        ..config(dir.path())
+    })
+    .unwrap();
+    sup.load(
+        "env.service",
+        "[Service]\nEnvironmentFile=/etc/environment\nExecStart=/bin/sh -c 'echo ip=${COREOS_PUBLIC_IPV4}; exec sleep 1000'\n",
+    )
+    .unwrap();
+    sup.start("env.service").unwrap();
+    wait_for("the machine's own /etc/environment", || {
+        sup.journal("env.service", 50)
+            .unwrap()
+            .iter()
+            .any(|l| l == "ip=10.9.8.7")
+    })
+    .await;
+    sup.unload("env.service").unwrap();
 }

@@ -827,53 +827,6 @@ pub fn discovery_document() -> Value {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_round_trip_and_are_checked() {
-        let t = encode_token(100, 2);
-        assert_eq!(t, "ZAACAA==");
-        assert_eq!(decode_token(&t, 100), Ok(2));
-        assert_eq!(
-            decode_token(&encode_token(50, 2), 100).unwrap_err(),
-            "token limit must be 100"
-        );
-        assert_eq!(
-            decode_token(&encode_token(100, 0), 100).unwrap_err(),
-            "token page must be greater than zero"
-        );
-        assert!(decode_token("!!", 100).is_err());
-    }
-
-    #[test]
-    fn patch_validation() {
-        let p = |op: &str, path: &str, v: Option<&str>| PatchOp {
-            op: op.into(),
-            path: path.into(),
-            value: v.map(|s| Value::String(s.into())),
-        };
-        assert!(check_patch(&p("add", "/m1/metadata/role", Some("web"))).is_ok());
-        assert_eq!(
-            check_patch(&p("move", "/m1/metadata/role", Some("x"))).unwrap_err(),
-            "invalid op: expect add, remove, or replace"
-        );
-        assert_eq!(
-            check_patch(&p("add", "/m1/meta/role", Some("x"))).unwrap_err(),
-            "machine metadata path invalid"
-        );
-        assert_eq!(
-            check_patch(&p("replace", "/m1/metadata/role", None)).unwrap_err(),
-            "invalid value: add and replace require a value"
-        );
-        assert_eq!(
-            check_patch(&p("remove", "/m1/metadata/role", None)).unwrap(),
-            ("m1".into(), "role".into(), None)
-        );
-    }
-}
-
 /// `GET /metrics`: the cluster as this fleetd's registry sees it, and this
 /// machine's units, in Prometheus text format.
 async fn metrics(State(st): State<ApiState>) -> Response {
@@ -985,5 +938,52 @@ async fn health(State(st): State<ApiState>) -> Response {
             Json(json!({"health": "false", "reason": "the kv did not answer within 3s"})),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_are_checked() {
+        let t = encode_token(100, 2);
+        assert_eq!(t, "ZAACAA==");
+        assert_eq!(decode_token(&t, 100), Ok(2));
+        assert_eq!(
+            decode_token(&encode_token(50, 2), 100).unwrap_err(),
+            "token limit must be 100"
+        );
+        assert_eq!(
+            decode_token(&encode_token(100, 0), 100).unwrap_err(),
+            "token page must be greater than zero"
+        );
+        assert!(decode_token("!!", 100).is_err());
+    }
+
+    #[test]
+    fn patch_validation() {
+        let p = |op: &str, path: &str, v: Option<&str>| PatchOp {
+            op: op.into(),
+            path: path.into(),
+            value: v.map(|s| Value::String(s.into())),
+        };
+        assert!(check_patch(&p("add", "/m1/metadata/role", Some("web"))).is_ok());
+        assert_eq!(
+            check_patch(&p("move", "/m1/metadata/role", Some("x"))).unwrap_err(),
+            "invalid op: expect add, remove, or replace"
+        );
+        assert_eq!(
+            check_patch(&p("add", "/m1/meta/role", Some("x"))).unwrap_err(),
+            "machine metadata path invalid"
+        );
+        assert_eq!(
+            check_patch(&p("replace", "/m1/metadata/role", None)).unwrap_err(),
+            "invalid value: add and replace require a value"
+        );
+        assert_eq!(
+            check_patch(&p("remove", "/m1/metadata/role", None)).unwrap(),
+            ("m1".into(), "role".into(), None)
+        );
     }
 }

@@ -47,6 +47,10 @@ pub struct SupervisorConfig {
     pub machine_id: String,
     /// `%H`; the host's name when `None`.
     pub host_name: Option<String>,
+    /// The machine's root: absolute `EnvironmentFile=` paths (the book's
+    /// `/etc/environment`) are read under it, so that several simulated
+    /// machines on one host each have their own. `/` on a real machine.
+    pub root: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -837,7 +841,12 @@ impl Runner {
         env.insert("LANG".into(), "C".into());
         env.insert("HOME".into(), "/root".into());
         for (path, optional) in self.spec.environment_files.clone() {
-            match fs::read_to_string(&path) {
+            let at = self.sup.inner.cfg.root.join(
+                Path::new(&path)
+                    .strip_prefix("/")
+                    .unwrap_or(Path::new(&path)),
+            );
+            match fs::read_to_string(&at) {
                 Ok(text) => env.extend(parse_environment_file(&text).to_map()),
                 Err(e) if !optional => {
                     self.log_line(&format!("failed to read EnvironmentFile {path}: {e}"))

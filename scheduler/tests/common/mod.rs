@@ -114,6 +114,7 @@ impl Cluster {
             kvctl: None,
             machine_id: machine_id(i),
             host_name: Some(format!("core-0{i}")),
+            root: "/".into(),
         })
         .unwrap();
         let link = Arc::new(FaultyKv::new(self.kv.clone()));
