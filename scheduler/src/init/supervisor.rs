@@ -1111,7 +1111,9 @@ impl Runner {
     }
 
     /// Signal the main process per `KillMode=` and wait; SIGKILL after
-    /// `TimeoutStopSec=`.
+    /// `TimeoutStopSec=`. `KillMode=none` leaves the processes alone and
+    /// does not wait for them, as systemd does: the book's Docker units set
+    /// it so that their `ExecStop=docker stop` is what ends the container.
     async fn kill_main(&mut self) {
         let Some(mut main) = self.main.take() else {
             return;
@@ -1120,7 +1122,13 @@ impl Runner {
         match self.spec.kill_mode {
             KillMode::ControlGroup => signal_group(pid, Signal::TERM),
             KillMode::Mixed | KillMode::Process => signal_process(pid, Signal::TERM),
-            KillMode::None => {}
+            KillMode::None => {
+                if let Main::Child(child, _) = main {
+                    // Not killed on drop; tokio reaps it when it exits.
+                    drop(child);
+                }
+                return;
+            }
         }
         if tokio::time::timeout(self.spec.timeout_stop, main.wait())
             .await
@@ -1194,5 +1202,81 @@ mod tests {
         assert_eq!(parse_timespan("0"), Some(None));
         assert_eq!(parse_timespan("infinity"), Some(None));
         assert_eq!(parse_timespan("5 parsecs"), None);
+    }
+
+    async fn until(sup: &Supervisor, name: &str, active: &str, sub: &str) {
+        let want = SystemdState::new("loaded", active, sub);
+        let found = tokio::time::timeout(Duration::from_secs(10), async {
+            while !sup
+                .units()
+                .iter()
+                .any(|u| u.name == name && u.state == want)
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert!(found.is_ok(), "{name} never reached {active}/{sub}");
+    }
+
+    fn test_supervisor(dir: &Path) -> Supervisor {
+        Supervisor::new(SupervisorConfig {
+            units_dir: dir.join("units"),
+            state_dir: dir.join("state"),
+            kvctl: None,
+            machine_id: "1".repeat(32),
+            host_name: Some("core-01".into()),
+        })
+        .unwrap()
+    }
+
+    /// `KillMode=none` (the book's Docker units): a stop neither signals the
+    /// main process nor waits `TimeoutStopSec=` (90 s here) for it, while the
+    /// default kills the whole group, SIGKILL after the timeout.
+    #[tokio::test]
+    async fn kill_mode_none_leaves_the_process_and_does_not_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let sup = test_supervisor(dir.path());
+        // Like a `docker run` client whose container ignores the SIGTERM it
+        // forwards: the whole group ignores it (SIG_IGN survives exec).
+        let ignores_term = "ExecStart=/bin/sh -c 'trap \"\" TERM; while true; do sleep 1; done'";
+        sup.load(
+            "none.service",
+            &format!("[Service]\nKillMode=none\n{ignores_term}\n"),
+        )
+        .unwrap();
+        sup.load(
+            "group.service",
+            &format!("[Service]\nTimeoutStopSec=1\n{ignores_term}\n"),
+        )
+        .unwrap();
+        for name in ["none.service", "group.service"] {
+            sup.start(name).unwrap();
+            until(&sup, name, "active", "running").await;
+        }
+        let pids = sup.main_pids();
+        let (none, group) = (pids["none.service"], pids["group.service"]);
+        // Whatever the outcome, no test process outlives the test.
+        struct KillGroups([i32; 2]);
+        impl Drop for KillGroups {
+            fn drop(&mut self) {
+                for g in self.0 {
+                    signal_group(g, Signal::KILL);
+                }
+            }
+        }
+        let _cleanup = KillGroups([none, group]);
+
+        sup.stop("none.service").unwrap();
+        until(&sup, "none.service", "inactive", "dead").await;
+        assert!(group_alive(none), "KillMode=none killed the process");
+        assert!(!sup.main_pids().contains_key("none.service"));
+
+        sup.stop("group.service").unwrap();
+        until(&sup, "group.service", "inactive", "dead").await;
+        assert!(
+            process_start_time(group).is_none(),
+            "the main process outlived its stop"
+        );
     }
 }
