@@ -191,6 +191,17 @@ if ! docker_mirror_ok; then
   wait_for 60 "$docker_log" "$dockerd_pid" docker_mirror_ok
 fi
 
+# dockerd loads br_netfilter and sets FORWARD's policy to DROP: frames crossing
+# the Linux bridges that the cluster, overlay and fault tests build between
+# network namespaces would then go through iptables and be dropped. Those
+# bridges are the tests' own wiring, not routed traffic: keep bridged frames
+# out of iptables, as on a host without Docker (Docker's own NAT and port
+# publishing are routed, and keep working).
+if [ "$(cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || echo 0)" != 0 ]; then
+  need_root "set net.bridge.bridge-nf-call-iptables"
+  sysctl -q -w net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0
+fi
+
 # --- busybox: a root built from busybox-static, imported and pushed to the
 # registry as library/busybox, unless the registry has it already. ---
 
