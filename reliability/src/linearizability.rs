@@ -34,7 +34,9 @@ pub enum HistoryError {
     Malformed { index: usize, op: String },
     /// Two writes used the same value; the prevIndex model needs unique
     /// values per write.
-    #[error("value {value:?} is written twice on key {key}; every write must store a unique value")]
+    #[error(
+        "value {value:?} is written twice on key {key}; every write must store a unique value"
+    )]
     DuplicateValue { key: String, value: String },
 }
 
@@ -45,7 +47,10 @@ pub enum Verdict {
     /// Not linearizable: a human-readable witness.
     Violation(Box<Counterexample>),
     /// The search ran out of its step budget on `key`.
-    Inconclusive { key: String, steps: u64 },
+    Inconclusive {
+        key: String,
+        steps: u64,
+    },
 }
 
 impl Verdict {
@@ -152,17 +157,20 @@ fn well_formed(op: &Operation) -> bool {
     if op.ret.is_some_and(|r| r < op.call) {
         return false;
     }
-    match (&op.input, &op.output) {
-        (_, Output::Unknown) => true,
-        (Input::Get, Output::Read(_)) => true,
-        (Input::Set { .. }, Output::Written { .. }) => true,
-        (Input::Delete, Output::Written { prev: Some(_), .. } | Output::NotFound) => true,
-        (
-            Input::Cas { .. } | Input::Cad { .. },
-            Output::Swapped { .. } | Output::CompareFailed | Output::NotFound,
-        ) => true,
-        _ => false,
-    }
+    matches!(
+        (&op.input, &op.output),
+        (_, Output::Unknown)
+            | (Input::Get, Output::Read(_))
+            | (Input::Set { .. }, Output::Written { .. })
+            | (
+                Input::Delete,
+                Output::Written { prev: Some(_), .. } | Output::NotFound
+            )
+            | (
+                Input::Cas { .. } | Input::Cad { .. },
+                Output::Swapped { .. } | Output::CompareFailed | Output::NotFound,
+            )
+    )
 }
 
 /// What an index was reported to be: a write of a value, or a delete, on a key.
@@ -175,7 +183,9 @@ fn index_claims(op: &Operation) -> Vec<(u64, Option<&str>)> {
             out.push((*index, Some(value.as_str())))
         }
         (Input::Delete | Input::Cad { .. }, Output::Written { index, .. })
-        | (Input::Delete | Input::Cad { .. }, Output::Swapped { index }) => out.push((*index, None)),
+        | (Input::Delete | Input::Cad { .. }, Output::Swapped { index }) => {
+            out.push((*index, None))
+        }
         _ => {}
     }
     if let Input::Cas { compare, .. } | Input::Cad { compare } = &op.input {
@@ -432,6 +442,15 @@ fn truncate(ops: &[Operation], t: u64) -> Vec<Operation> {
         .collect()
 }
 
+fn run_search(ops: &[Operation], budget: u64) -> Result<(Search, Interner<'_>), HistoryError> {
+    let mut int = Interner {
+        ids: HashMap::new(),
+        names: Vec::new(),
+    };
+    let model = prepare(ops, &mut int)?;
+    Ok((search(&model, ops, budget), int))
+}
+
 fn check_key(key: &str, ops: &[Operation], budget: u64) -> Result<Verdict, HistoryError> {
     // Reads without an answer say nothing.
     let mut ops: Vec<Operation> = ops
@@ -440,15 +459,7 @@ fn check_key(key: &str, ops: &[Operation], budget: u64) -> Result<Verdict, Histo
         .cloned()
         .collect();
     ops.sort_by_key(|o| (o.call, o.ret_or_inf()));
-    let run = |ops: &[Operation]| -> Result<(Search, Interner<'_>), HistoryError> {
-        let mut int = Interner {
-            ids: HashMap::new(),
-            names: Vec::new(),
-        };
-        let model = prepare(ops, &mut int)?;
-        Ok((search(&model, ops, budget), int))
-    };
-    match run(&ops)?.0 {
+    match run_search(&ops, budget)?.0 {
         Search::Ok => return Ok(Verdict::Linearizable),
         Search::Budget(steps) => {
             return Ok(Verdict::Inconclusive {
@@ -467,14 +478,16 @@ fn check_key(key: &str, ops: &[Operation], budget: u64) -> Result<Verdict, Histo
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         let cut = truncate(&ops, times[mid]);
-        if matches!(run(&cut)?.0, Search::Fail { .. }) {
+        if matches!(run_search(&cut, budget)?.0, Search::Fail { .. }) {
             hi = mid;
         } else {
             lo = mid + 1;
         }
     }
-    let prefix = times.get(lo).map_or_else(|| ops.clone(), |t| truncate(&ops, *t));
-    let (result, int) = run(&prefix)?;
+    let prefix = times
+        .get(lo)
+        .map_or_else(|| ops.clone(), |t| truncate(&ops, *t));
+    let (result, int) = run_search(&prefix, budget)?;
     let (best, state) = match result {
         Search::Fail { best, state } => (best, state),
         // Cannot happen for the prefix found above unless the budget ran
@@ -663,7 +676,10 @@ mod tests {
             op(0, Some(1), set("a"), written(None, 1)),
             op(2, Some(3), set("a"), written(Some("a"), 2)),
         ];
-        assert!(matches!(check(&h), Err(HistoryError::DuplicateValue { .. })));
+        assert!(matches!(
+            check(&h),
+            Err(HistoryError::DuplicateValue { .. })
+        ));
     }
 
     #[test]

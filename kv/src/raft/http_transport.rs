@@ -54,6 +54,11 @@ pub enum PeerError {
     /// No peer URL of the target answered (refused, timed out, reset).
     #[error("peer {target:x} unreachable: {reason}")]
     Unreachable { target: u64, reason: String },
+    /// The request may have reached the target, but no answer came back
+    /// (reset, timeout or death mid-request): whatever it asked for may
+    /// or may not have happened, so it must not be sent again blindly.
+    #[error("peer {target:x} did not answer: {reason}")]
+    Lost { target: u64, reason: String },
     /// The target belongs to another cluster or is another member: this
     /// member must not talk to it.
     #[error("peer {target:x} refused the message: {reason}")]
@@ -383,13 +388,22 @@ impl Inner {
                             }
                             Ok((status, b))
                         }
-                        Err(e) => Err(PeerError::Unreachable {
+                        Err(e) => Err(PeerError::Lost {
                             target,
                             reason: format!("{url}: {e}"),
                         }),
                     };
                 }
-                Err(e) => last = format!("{url}: {e}"),
+                // No connection: nothing was sent; the next URL may answer.
+                Err(e) if e.is_connect() => last = format!("{url}: {e}"),
+                // The request may have been delivered (a forwarded proposal
+                // the leader committed before dying): not retryable here.
+                Err(e) => {
+                    return Err(PeerError::Lost {
+                        target,
+                        reason: format!("{url}: {e}"),
+                    })
+                }
             }
         }
         Err(PeerError::Unreachable {
@@ -549,6 +563,47 @@ mod tests {
             check_peer_headers(&reqwest::header::HeaderMap::new(), 2, 0xabc, |_| false),
             PeerCheck::WrongCluster(_)
         ));
+    }
+
+    /// A peer that reads the request and dies without answering: the
+    /// request may have taken effect, so it is `Lost`, never `Unreachable`
+    /// (which callers retry). Found by keelson-faults seed 6: a forwarded
+    /// proposal committed by a leader killed before answering was proposed
+    /// again and applied twice (RELIABILITY.md).
+    #[tokio::test]
+    async fn a_request_without_answer_is_lost_not_unreachable() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            // Nobody listens any more once the request is dropped unanswered.
+            drop(listener);
+            drop(s);
+        });
+        let t = HttpTransport::new(
+            1,
+            2,
+            PeerTimeouts {
+                connect: Duration::from_secs(1),
+                rpc: Duration::from_secs(1),
+                snapshot: Duration::from_secs(1),
+            },
+        );
+        let node = PeerNode::new("x", vec![format!("http://{addr}")]);
+        let r = t
+            .post(3, &node, "/propose", b"{}".to_vec(), Duration::from_secs(5))
+            .await;
+        assert!(matches!(r, Err(PeerError::Lost { .. })), "{r:?}");
+
+        // Nobody listening: nothing was sent, retrying is safe.
+        let dead = PeerNode::new("y", vec![format!("http://{addr}")]);
+        let r = t
+            .post(3, &dead, "/propose", b"{}".to_vec(), Duration::from_secs(5))
+            .await;
+        assert!(matches!(r, Err(PeerError::Unreachable { .. })), "{r:?}");
     }
 
     #[test]

@@ -227,12 +227,15 @@ impl Cluster {
                 "peer {target:x} answered {status}: {}",
                 String::from_utf8_lossy(&b).trim()
             ))),
-            // Nothing reached the leader, or it is gone: ask again once a
-            // leader is known.
+            // Nothing reached the leader: ask again once a leader is known.
             Err(PeerError::Unreachable { .. }) if Instant::now() < deadline => {
                 Err(NodeError::NotLeader { leader: None })
             }
             Err(PeerError::Unreachable { .. }) => Err(NodeError::Timeout),
+            // The leader may have applied it before it died or the link
+            // broke: asking again could apply a proposal twice, so the
+            // outcome is unknown, as etcd reports it ("request timed out").
+            Err(PeerError::Lost { .. }) => Err(NodeError::Timeout),
             Err(e) => Err(NodeError::Raft(e.to_string())),
         }
     }
