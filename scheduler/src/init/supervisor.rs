@@ -1226,6 +1226,7 @@ mod tests {
             kvctl: None,
             machine_id: "1".repeat(32),
             host_name: Some("core-01".into()),
+            root: PathBuf::from("/"),
         })
         .unwrap()
     }
