@@ -7,6 +7,9 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage: keelson <command> [flags]\n\ncommands:\n  certs  make a cluster CA and server, peer and client certificates (keelson certs --help)\n  fleet  run fleetd: agent, engine and fleet API (fleetd's options, FLEET_* variables, fleet.conf)\n  install-aliases DIR  symlinks under the original tools' names (etcd, etcdctl, fleetctl, ...)\n  kv    run a key-value member (etcd's flags and ETCD_* variables)\n  locksmith  run the reboot coordinator (locksmithd's flags and LOCKSMITHD_* variables)\n  node  run several of a machine's services in one process (keelson node --help)\n  overlay  run the overlay network daemon (flanneld's flags and FLANNELD_* variables); overlay mk-docker-opts\n  update-engine  run the update engine of a node (check, download, verify, install)\n  update-server  run an Omaha update server with its admin API\n  up    start a local cluster of N nodes and show its status (keelson up --help)\n";
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().collect();
     let argv0 = args.first().cloned().unwrap_or_default();
