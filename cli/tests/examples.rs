@@ -558,6 +558,11 @@ fn sidekick() {
     let _s = serial();
     let mut lab = Lab::new();
     lab.start_cluster("bootstrap-static");
+    // As in the book, the units are started once every machine has joined:
+    // placement spreads the two servers over the machines it knows.
+    wait("three machines", || {
+        (lab.machines(1).lines().count() == 4).then_some(())
+    });
     let units = [
         "apachet@8081.service",
         "apachet-discovery@8081.service",
