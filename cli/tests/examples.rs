@@ -518,6 +518,10 @@ fn failover() {
     let _s = serial();
     let mut lab = Lab::new();
     lab.start_cluster("failover");
+    // Started once every machine has joined, as in the book.
+    wait("three machines", || {
+        (lab.machines(1).lines().count() == 4).then_some(())
+    });
     let o = lab.keelctl_in(1, &example("failover"), &["start", "nginxweb.service"]);
     assert!(
         stdout(&o).contains(&format!("launched on 11111111.../{}", lab.ip(1))),
